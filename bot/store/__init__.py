@@ -1,0 +1,15 @@
+"""SQLite storage for conversations and messages (aiosqlite, WAL, foreign keys, versioned migrations).
+
+Open one `Store` in ``main()`` and pass it to whatever needs it::
+
+    async with await Store.open("data/bot.sqlite3") as store:
+        conversation = await store.get_or_create_conversation("dm:456", owner_id=456)
+        await store.add_message(conversation.id, role=Role.USER, content="Hello", author_id=456)
+
+The schema lives in ``_migrations.py``; to change it, append a migration there.
+"""
+
+from ._models import Conversation, MessageStatus, Role, StoredMessage
+from ._store import Store
+
+__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage"]

@@ -1,0 +1,128 @@
+"""The database schema as an ordered list of migrations, and the code that applies them.
+
+``MIGRATIONS[n - 1]`` takes a database from schema version ``n - 1`` to ``n``; the version a database has reached is
+kept in ``PRAGMA user_version`` (0 for a new file). Each migration runs in its own transaction together with the
+version bump, so a failed migration leaves the database exactly as it was.
+
+To change the schema, append a new script to `MIGRATIONS`. Never edit one that has shipped: databases in the wild
+have already run it. That is also why the scripts spell out literal values (the CHECK lists below) instead of
+building them from the enums in ``_models``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import aiosqlite
+
+from bot.errors import StoreError
+
+__all__ = ["MIGRATIONS", "latest_version", "migrate", "split_statements"]
+
+_log = logging.getLogger(__name__)
+
+_V1_CONVERSATIONS_AND_MESSAGES = """
+CREATE TABLE conversations (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT    NOT NULL UNIQUE,
+    guild_id    INTEGER,
+    channel_id  INTEGER,
+    owner_id    INTEGER,
+    created_at  REAL    NOT NULL
+);
+
+CREATE INDEX conversations_owner_id ON conversations (owner_id);
+
+CREATE TABLE messages (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id  INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    role             TEXT    NOT NULL CHECK (role IN ('user', 'assistant')),
+    content          TEXT    NOT NULL,
+    author_id        INTEGER,
+    author_name      TEXT,
+    token_count      INTEGER CHECK (token_count IS NULL OR token_count >= 0),
+    status           TEXT    NOT NULL CHECK (status IN ('ok', 'partial', 'cancelled', 'failed')),
+    created_at       REAL    NOT NULL
+);
+
+CREATE INDEX messages_conversation_id_id ON messages (conversation_id, id);
+CREATE INDEX messages_author_id ON messages (author_id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES,)
+"""Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
+
+
+def latest_version() -> int:
+    """The schema version this code brings a database to."""
+    return len(MIGRATIONS)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into single statements.
+
+    Uses SQLite's own tokenizer (`sqlite3.complete_statement`), so semicolons inside string literals, comments and
+    ``CREATE TRIGGER ... BEGIN ...; END;`` bodies do not split a statement.
+    """
+    statements: list[str] = []
+    start = 0
+    for index, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start : index + 1]):
+            statements.append(script[start : index + 1].strip())
+            start = index + 1
+    rest = script[start:].strip()
+    if rest:
+        statements.append(rest)
+    return statements
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+async def _apply(db: aiosqlite.Connection, version: int, script: str) -> bool:
+    """Run the migration that reaches `version`; False if another connection already did."""
+    # BEGIN IMMEDIATE takes the write lock first, so two processes opening the same file cannot both migrate.
+    try:
+        await db.execute("BEGIN IMMEDIATE")
+        if await _user_version(db) >= version:
+            await db.rollback()
+            return False
+        for statement in split_statements(script):
+            await db.execute(statement)
+        async with db.execute("PRAGMA foreign_key_check") as cursor:
+            violation = await cursor.fetchone()
+        if violation is not None:
+            raise sqlite3.IntegrityError(f"foreign key violation in table {violation[0]!r}")
+        # PRAGMA does not take parameters; `version` is an int we computed, never user input.
+        await db.execute(f"PRAGMA user_version = {int(version)}")
+        await db.commit()
+    except BaseException:
+        await db.rollback()  # a no-op when no transaction is open
+        raise
+    return True
+
+
+async def migrate(db: aiosqlite.Connection, path: str) -> int:
+    """Apply every pending migration to `db` (the database at `path`) and return the resulting schema version.
+
+    Raises `StoreError` if the database is newer than this code or a migration fails.
+    """
+    latest = latest_version()
+    current = await _user_version(db)
+    if current > latest:
+        raise StoreError(
+            f"The database at {path} has schema version {current}, but this version of the bot only knows "
+            f"versions up to {latest}. Upgrade the bot, or point it at another database file."
+        )
+    for version in range(current + 1, latest + 1):
+        try:
+            applied = await _apply(db, version, MIGRATIONS[version - 1])
+        except sqlite3.Error as exc:
+            raise StoreError(f"Could not migrate the database at {path} to schema version {version}: {exc}") from exc
+        if applied:
+            _log.info("Migrated the database at %s to schema version %d", path, version)
+    return await _user_version(db)

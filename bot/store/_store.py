@@ -1,0 +1,310 @@
+"""`Store`: the one object that talks SQL to the bot's SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiosqlite
+
+from bot.errors import StoreError
+
+from ._migrations import migrate
+from ._models import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    Conversation,
+    MessageStatus,
+    Role,
+    StoredMessage,
+    conversation_from_row,
+    message_from_row,
+)
+
+__all__ = ["Store"]
+
+_log = logging.getLogger(__name__)
+
+_MEMORY = ":memory:"
+_BUSY_TIMEOUT_MS = 5_000
+"""How long a statement waits for another process's write lock before failing."""
+
+_HISTORY_STATUSES = (MessageStatus.OK.value, MessageStatus.PARTIAL.value)
+
+
+class Store:
+    """One SQLite database.
+
+    Open with ``async with await Store.open(path) as store`` or ``store = await Store.open(path)`` ...
+    ``await store.close()``.
+
+    Every public method may be called concurrently from many asyncio tasks: they share one connection and take
+    turns, and each runs as a single transaction, so no task ever sees another's half-finished work. Database
+    failures surface as `StoreError`, whose text can be shown to a user.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        """Wrap an open, configured and migrated connection; use `Store.open` instead."""
+        self._db = db
+        self._path = path
+        self._in_memory = path == _MEMORY
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> Store:
+        """Open (creating it and its parent folders if needed) the database at `path` and apply pending migrations.
+
+        ``":memory:"`` opens a private in-memory database. Raises `StoreError` naming the path if the file cannot
+        be opened, is not an SQLite database, or has a schema newer than this code knows.
+        """
+        name = os.fspath(path)
+        in_memory = name == _MEMORY
+        if not in_memory:
+            try:
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"Cannot create the folder for the database at {name}: {exc}") from exc
+        try:
+            db = await aiosqlite.connect(name, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the database at {name}: {exc}") from exc
+        try:
+            await _configure(db, name, in_memory=in_memory)
+            await migrate(db, name)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"Cannot open the database at {name} (is it an SQLite database?): {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
+        _log.debug("Opened the database at %s", name)
+        return cls(db, name)
+
+    async def close(self) -> None:
+        """Wait for running operations, then close the database; closing twice is harmless."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                await self._db.close()
+            except sqlite3.Error as exc:
+                raise StoreError(f"Could not close the database at {self._path}: {exc}") from exc
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at (``PRAGMA user_version``)."""
+        async with self._use("read the schema version") as db:
+            rows = list(await db.execute_fetchall("PRAGMA user_version"))
+        return int(rows[0][0])
+
+    async def get_conversation(self, key: str) -> Conversation | None:
+        """The conversation with this key, or None."""
+        async with self._use("load the conversation") as db:
+            rows = list(
+                await db.execute_fetchall(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE key = ?", (key,))
+            )
+        return conversation_from_row(rows[0]) if rows else None
+
+    async def get_or_create_conversation(
+        self,
+        key: str,
+        *,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+        owner_id: int | None = None,
+    ) -> Conversation:
+        """The conversation with this key, created with the given ids if it does not exist yet.
+
+        An existing conversation is returned as stored; the ids passed in do not change it.
+        """
+        async with self._use("open the conversation", write=True) as db:
+            # ON CONFLICT DO NOTHING rather than check-then-insert: another process may create the row in between.
+            await db.execute(
+                "INSERT INTO conversations (key, guild_id, channel_id, owner_id, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (key, guild_id, channel_id, owner_id, time.time()),
+            )
+            rows = list(
+                await db.execute_fetchall(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE key = ?", (key,))
+            )
+        return conversation_from_row(rows[0])
+
+    async def add_message(
+        self,
+        conversation_id: int,
+        *,
+        role: Role,
+        content: str,
+        author_id: int | None = None,
+        author_name: str | None = None,
+        token_count: int | None = None,
+        status: MessageStatus = MessageStatus.OK,
+    ) -> StoredMessage:
+        """Append a message to a conversation; it is committed to disk before this returns."""
+        async with self._use("save the message", write=True) as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO messages"
+                    " (conversation_id, role, content, author_id, author_name, token_count, status, created_at)"
+                    f" VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MESSAGE_COLUMNS}",
+                    (
+                        conversation_id,
+                        Role(role).value,
+                        content,
+                        author_id,
+                        author_name,
+                        token_count,
+                        MessageStatus(status).value,
+                        time.time(),
+                    ),
+                )
+            )
+        return message_from_row(rows[0])
+
+    async def history(self, conversation_id: int, *, limit: int) -> list[StoredMessage]:
+        """The newest `limit` messages whose status is ok or partial, oldest first.
+
+        Cancelled and failed messages are never part of the history the model sees.
+        """
+        if limit < 0:
+            # SQLite reads a negative LIMIT as "no limit"; that would silently feed the model everything.
+            raise ValueError(f"limit must not be negative, got {limit}")
+        async with self._use("load the conversation history") as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {MESSAGE_COLUMNS} FROM ("
+                f"  SELECT {MESSAGE_COLUMNS} FROM messages"
+                "   WHERE conversation_id = ? AND status IN (?, ?) ORDER BY id DESC LIMIT ?"
+                ") ORDER BY id",
+                (conversation_id, *_HISTORY_STATUSES, limit),
+            )
+        return [message_from_row(row) for row in rows]
+
+    async def last_message(self, conversation_id: int) -> StoredMessage | None:
+        """The newest message of the conversation, whatever its status, or None."""
+        async with self._use("load the last message") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
+                    (conversation_id,),
+                )
+            )
+        return message_from_row(rows[0]) if rows else None
+
+    async def delete_message(self, message_id: int) -> None:
+        """Delete one message; deleting a message that does not exist is not an error."""
+        async with self._use("delete the message", write=True) as db:
+            await db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    async def reset_conversation(self, conversation_id: int) -> int:
+        """Delete every message of the conversation (keeping the conversation) and return how many there were."""
+        async with self._use("reset the conversation", write=True) as db:
+            return await _changed_rows(db, "DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+
+    async def delete_conversation(self, key: str) -> bool:
+        """Delete the conversation with this key and all its messages; False if there was none."""
+        async with self._use("delete the conversation", write=True) as db:
+            return await _changed_rows(db, "DELETE FROM conversations WHERE key = ?", (key,)) > 0
+
+    async def forget_user(self, author_id: int) -> int:
+        """Delete everything the user wrote and every conversation they own; return how many messages went.
+
+        The count includes the other messages (the bot's replies) of the deleted conversations. Deleted rows are
+        overwritten on disk (``secure_delete``) and the write-ahead log is emptied, so the text is really gone.
+        """
+        async with self._use("delete your data", write=True) as db:
+            written = await _changed_rows(db, "DELETE FROM messages WHERE author_id = ?", (author_id,))
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT COUNT(*) FROM messages"
+                    " WHERE conversation_id IN (SELECT id FROM conversations WHERE owner_id = ?)",
+                    (author_id,),
+                )
+            )
+            in_owned = int(rows[0][0])
+            # The conversations' remaining messages go with them through ON DELETE CASCADE.
+            conversations = await _changed_rows(db, "DELETE FROM conversations WHERE owner_id = ?", (author_id,))
+        _log.info(
+            "Forgot user %d: deleted %d messages and %d conversations", author_id, written + in_owned, conversations
+        )
+        await self._truncate_wal()
+        return written + in_owned
+
+    async def _truncate_wal(self) -> None:
+        """Copy the write-ahead log into the database file and empty it, so no old page survives in the log."""
+        if self._in_memory:
+            return
+        async with self._use("clean up the deleted data") as db:
+            rows = list(await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+        if rows and rows[0][0]:
+            _log.warning("Could not fully checkpoint the database at %s: another connection is reading it", self._path)
+
+    @contextlib.asynccontextmanager
+    async def _use(self, action: str, *, write: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the connection for one operation, in a transaction if `write`; turn SQLite errors into `StoreError`.
+
+        `action` completes the user-facing sentence "The database could not ...".
+        """
+        async with self._lock:
+            if self._closed:
+                raise StoreError("The database is closed.")
+            db = self._db
+            try:
+                try:
+                    if write:
+                        # IMMEDIATE takes the write lock up front, so the transaction cannot fail half-way on a lock.
+                        await db.execute("BEGIN IMMEDIATE")
+                    yield db
+                    if write:
+                        await db.commit()
+                except BaseException:
+                    # Cancellation included: a statement we were awaiting (even the BEGIN) still runs on aiosqlite's
+                    # thread, and this ROLLBACK is queued after it. A no-op when no transaction is open.
+                    await db.rollback()
+                    raise
+            except sqlite3.Error as exc:
+                _log.exception("Could not %s in the database at %s", action, self._path)
+                raise StoreError(f"The database could not {action}.") from exc
+
+
+async def _changed_rows(db: aiosqlite.Connection, sql: str, parameters: tuple[object, ...]) -> int:
+    """Run one INSERT, UPDATE or DELETE and return how many rows it changed."""
+    async with db.execute(sql, parameters) as cursor:
+        return cursor.rowcount
+
+
+async def _configure(db: aiosqlite.Connection, path: str, *, in_memory: bool) -> None:
+    """Set the per-connection pragmas and check that they took."""
+    await db.execute("PRAGMA foreign_keys = ON")
+    await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    # Overwrite deleted rows with zeros so that /forget-me and retention really remove the text from the file.
+    await db.execute("PRAGMA secure_delete = ON")
+    rows = list(await db.execute_fetchall("PRAGMA foreign_keys"))
+    if not rows or rows[0][0] != 1:
+        raise StoreError(f"Cannot open the database at {path}: this SQLite build does not enforce foreign keys.")
+    if in_memory:
+        return
+    # synchronous stays at its default (FULL): a committed user message must survive a power cut, not only a crash.
+    rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+    mode = str(rows[0][0]) if rows else "unknown"
+    if mode.lower() != "wal":
+        _log.warning("The database at %s is in journal mode %r instead of WAL", path, mode)
