@@ -12,7 +12,7 @@ special tokens (``</s>``, ``<|im_end|>``) are known by position; only those beco
 token ids, and all other text is tokenized with special-token strings kept as plain text.
 A user typing ``</s>`` therefore cannot end a turn. For ``airoboros``, whose turn markers
 are plain text, ``USER:`` and ``ASSISTANT:`` inside a message are written with a
-full-width colon (``USER：``) so they cannot forge a turn either.
+full-width colon (U+FF1A) so they cannot forge a turn either.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from bot.core.messages import ChatMessage, Dialogue, Role
 from bot.core.tokens import Tokenizer
@@ -76,8 +77,8 @@ class AiroborosFormat(PromptFormat):
 
     name = "airoboros"
     stop = ("USER:",)
-    roles = {"user": "USER", "assistant": "ASSISTANT"}
-    seps = {"user": " ", "assistant": "</s>"}
+    roles: ClassVar[dict[str, str]] = {"user": "USER", "assistant": "ASSISTANT"}
+    seps: ClassVar[dict[str, str]] = {"user": " ", "assistant": "</s>"}
     _markers = re.compile(r"\b(USER|ASSISTANT):")
 
     def __init__(self, default_system: str) -> None:
