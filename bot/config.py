@@ -8,6 +8,7 @@ the embedded default model. Secrets never live here: the Discord token comes fro
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -98,8 +99,8 @@ class InferenceConfig(_Section):
     """Requests one user may have waiting or running at once."""
     max_queued_total: Annotated[int, Field(gt=0)] = 64
     """Requests everyone may have waiting or running at once."""
-    cache_dir: str = "~/.cache/airoboros-bot"
-    """Where converted models (the embedded GGUF as safetensors) are kept."""
+    cache_dir: str = Field(default_factory=lambda: os.environ.get("AIROBOROS_BOT_CACHE", "~/.cache/airoboros-bot"))
+    """Where converted models (the embedded GGUF as safetensors) are kept; env ``AIROBOROS_BOT_CACHE``."""
     seed: int | None = None
 
 

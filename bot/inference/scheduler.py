@@ -1,0 +1,167 @@
+"""The fair queue in front of a backend.
+
+Admission is bounded: past ``max_per_user`` (waiting or running) for one user, or
+``max_total`` for everyone, :meth:`Scheduler.submit` raises :class:`~bot.errors.BusyError`
+at once. Slots on the backend (its ``max_batch_size``) go to the waiting user who was
+served least recently, so one user's ten requests do not delay another user's first.
+A ticket's queue position is observable and announced on every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from types import TracebackType
+
+from bot.core.prompts import Prompt
+from bot.errors import BusyError
+from bot.inference.types import Backend, Chunk, SamplingParams
+
+
+class Ticket:
+    """One admitted request. Use as ``async with scheduler.submit(...) as ticket``; leaving releases its slot."""
+
+    def __init__(self, scheduler: Scheduler, user: str, prompt: Prompt, params: SamplingParams) -> None:
+        self.user = user
+        self.prompt = prompt
+        self.params = params
+        self._scheduler = scheduler
+        self._started = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._done = False
+
+    @property
+    def position(self) -> int:
+        """0 once generating; otherwise the 1-based place in the queue."""
+        return self._scheduler.position(self)
+
+    @property
+    def started(self) -> bool:
+        return self._started.is_set()
+
+    async def wait_changed(self) -> int:
+        """Wait until the position changes (or generation starts); return the new position."""
+        self._changed.clear()
+        await self._changed.wait()
+        return self.position
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def stream(self) -> AsyncIterator[Chunk]:
+        """Wait for a slot, then stream the backend's chunks."""
+        await self._started.wait()
+        async with aclosing(self._scheduler.backend.generate(self.prompt, self.params)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def __aenter__(self) -> Ticket:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give the slot (or the queue place) back; idempotent."""
+        if not self._done:
+            self._done = True
+            self._scheduler._release(self)
+
+
+class Scheduler:
+    """Round-robin by least recent service across users, with per-user and global caps."""
+
+    def __init__(self, backend: Backend, *, max_per_user: int, max_total: int, max_running: int | None = None) -> None:
+        self.backend = backend
+        self.max_per_user = max_per_user
+        self.max_total = max_total
+        self.max_running = max_running or backend.max_batch_size
+        self._waiting: dict[str, deque[Ticket]] = {}
+        self._running: set[Ticket] = set()
+        self._per_user: dict[str, int] = {}
+        self._last_served: dict[str, int] = {}
+        self._clock = itertools.count(1)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    def submit(self, user: str, prompt: Prompt, params: SamplingParams) -> Ticket:
+        """Admit a request or raise :class:`BusyError`; the ticket starts when a slot is free."""
+        if self._per_user.get(user, 0) >= self.max_per_user:
+            raise BusyError(
+                f"You already have {self.max_per_user} requests waiting or running; wait for one to finish."
+            )
+        if self.running + self.waiting >= self.max_total:
+            raise BusyError("The bot is busy right now; please try again in a minute.")
+        ticket = Ticket(self, user, prompt, params)
+        self._per_user[user] = self._per_user.get(user, 0) + 1
+        self._waiting.setdefault(user, deque()).append(ticket)
+        self._dispatch()
+        self._announce()
+        return ticket
+
+    def position(self, ticket: Ticket) -> int:
+        """Where ``ticket`` stands: 0 running, n waiting, -1 gone."""
+        if ticket in self._running:
+            return 0
+        for place, candidate in enumerate(self._order(), start=1):
+            if candidate is ticket:
+                return place
+        return -1
+
+    def _order(self) -> list[Ticket]:
+        """The order waiting tickets would start in, if nothing else arrived."""
+        queues = {user: list(q) for user, q in self._waiting.items() if q}
+        served = dict(self._last_served)
+        order: list[Ticket] = []
+        clock = max(served.values(), default=0)
+        while queues:
+            user = min(queues, key=lambda u: served.get(u, 0))
+            order.append(queues[user].pop(0))
+            clock += 1
+            served[user] = clock
+            if not queues[user]:
+                del queues[user]
+        return order
+
+    def _dispatch(self) -> None:
+        while self.running < self.max_running:
+            users = [u for u, q in self._waiting.items() if q]
+            if not users:
+                return
+            user = min(users, key=lambda u: self._last_served.get(u, 0))
+            ticket = self._waiting[user].popleft()
+            self._last_served[user] = next(self._clock)
+            self._running.add(ticket)
+            ticket._started.set()
+
+    def _release(self, ticket: Ticket) -> None:
+        if ticket in self._running:
+            self._running.discard(ticket)
+        elif ticket in self._waiting.get(ticket.user, ()):
+            self._waiting[ticket.user].remove(ticket)
+        else:
+            return
+        self._per_user[ticket.user] -= 1
+        if not self._per_user[ticket.user]:
+            del self._per_user[ticket.user]
+            self._waiting.pop(ticket.user, None)
+        self._dispatch()
+        self._announce()
+
+    def _announce(self) -> None:
+        for queue in self._waiting.values():
+            for ticket in queue:
+                ticket._notify()
+        for ticket in self._running:
+            ticket._notify()
