@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--no-history", action="store_true", help="answer each prompt on its own, without earlier turns")
     chat.add_argument("--debug", action="store_true", help="log at DEBUG level to stderr")
 
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", required=True, help="TOML config file")
+
     render = commands.add_parser("render-prompt", help="print the exact prompt string a conversation becomes")
     render.add_argument("--config", help="TOML config file")
     render.add_argument("--input", required=True, help="conversation JSON file, or - for stdin")
@@ -116,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(args))
+        if args.command == "check-config":
+            config = load_config(args.config)
+            print(f"{args.config}: ok ({len(config.models)} model variant(s), default {config.default_model.name!r})")
+            return 0
         return _render(args)
     except (ConfigError, PromptError) as error:
         print(f"error: {error}", file=sys.stderr)

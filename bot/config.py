@@ -86,6 +86,9 @@ class GenerationConfig(_Section):
     history: bool = True
     """Keep earlier turns in the prompt (the card's ``--no-history`` turns this off)."""
     system_prompt: str = AIROBOROS_SYSTEM_PROMPT
+    """The system message for airoboros-format variants (chat templates bring their own)."""
+    seed: int | None = None
+    """A fixed sampling seed, for reproducible replies; default random."""
 
 
 class InferenceConfig(_Section):
@@ -101,7 +104,6 @@ class InferenceConfig(_Section):
     """Requests everyone may have waiting or running at once."""
     cache_dir: str = Field(default_factory=lambda: os.environ.get("AIROBOROS_BOT_CACHE", "~/.cache/airoboros-bot"))
     """Where converted models (the embedded GGUF as safetensors) are kept; env ``AIROBOROS_BOT_CACHE``."""
-    seed: int | None = None
 
 
 class StorageConfig(_Section):

@@ -92,6 +92,7 @@ class ChatService:
             temperature=g.temperature if options.temperature is None else options.temperature,
             top_p=g.top_p,
             repetition_penalty=g.repetition_penalty,
+            seed=g.seed,
         )
 
     async def _history(self, conversation_id: int, options: ChatOptions) -> list[StoredMessage]:
