@@ -107,7 +107,7 @@ class ChatService:
         key: str,
         author: Author,
         content: str,
-        options: ChatOptions = ChatOptions(),  # noqa: B008 - frozen value object
+        options: ChatOptions = ChatOptions(),
         *,
         mode: Mode = "new",
         guild_id: int | None = None,
@@ -132,7 +132,7 @@ class ChatService:
             if not history or history[-1].role != Role.ASSISTANT:
                 raise PromptError("There is no reply to regenerate yet.")
             replaced, history = history[-1], history[:-1]
-        messages = [ChatMessage(m.role.value, m.content, m.author_name) for m in history]  # type: ignore[arg-type]
+        messages = [ChatMessage(m.role.value, m.content, m.author_name) for m in history]
         if mode == "new":
             messages.append(ChatMessage("user", content, author.name))
         params = self.params(options)
@@ -194,4 +194,3 @@ class ChatService:
         """Forget the history of conversation ``key``; returns how many messages went."""
         conversation = await self.store.get_conversation(key)
         return 0 if conversation is None else await self.store.reset_conversation(conversation.id)
-

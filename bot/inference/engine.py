@@ -36,7 +36,9 @@ def make_backend(variant: ModelConfig, config: Config) -> Backend:
     if variant.backend == "openai":
         from bot.inference.remote import OpenAIBackend
 
-        return OpenAIBackend(variant, cache_dir=config.inference.cache_dir, max_batch_size=config.inference.max_batch_size)
+        return OpenAIBackend(
+            variant, cache_dir=config.inference.cache_dir, max_batch_size=config.inference.max_batch_size
+        )
     from bot.inference.worker import LocalBackend
 
     return LocalBackend(

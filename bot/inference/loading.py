@@ -80,7 +80,8 @@ def converted_gguf(gguf: Path, cache_dir: Path) -> Path:
     _log.info("Converting %s to safetensors in %s (once)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    model.hf_quantizer = None  # the weights are dequantized already; saving them is plain safetensors
+    # The weights are dequantized already; without the GGUF quantizer they save as plain safetensors.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ def load_model(
             kwargs["device_map"] = {"": target.index or 0} if target.type == "cuda" else "cpu"
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         if not variant.load_4bit:
-            model.to(target)
+            model.to(target)  # type: ignore[arg-type]
         if variant.adapter is not None:
             model = _apply_adapter(model, variant)
     except ModelLoadError:
@@ -160,16 +161,26 @@ def _apply_adapter(model: Any, variant: ModelConfig) -> Any:
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
 
 
-def load_tokenizer(variant: ModelConfig, *, cache_dir: str | Path = "~/.cache/airoboros-bot") -> tuple[HFTokenizer, int]:
+def load_tokenizer(
+    variant: ModelConfig, *, cache_dir: str | Path = "~/.cache/airoboros-bot"
+) -> tuple[HFTokenizer, int]:
     """Only the tokenizer and the context window of ``variant`` (for rendering prompts without the model)."""
     from transformers import AutoConfig
 
     try:
-        path = Path(variant.tokenizer).expanduser() if variant.tokenizer else resolve_model_path(variant, Path(cache_dir).expanduser())
+        path = (
+            Path(variant.tokenizer).expanduser()
+            if variant.tokenizer
+            else resolve_model_path(variant, Path(cache_dir).expanduser())
+        )
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        context = variant.context_length or int(getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048))
+        context = variant.context_length or int(
+            getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048)
+        )
     except ModelLoadError:
         raise
     except _LOAD_ERRORS as error:
-        raise ModelLoadError(f"model {variant.name!r}: cannot load the tokenizer from {variant.path}: {error}") from error
+        raise ModelLoadError(
+            f"model {variant.name!r}: cannot load the tokenizer from {variant.path}: {error}"
+        ) from error
     return HFTokenizer(tokenizer), context

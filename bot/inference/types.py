@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,9 +46,17 @@ class Backend(Protocol):
     """Something that turns prompts into streamed text: the local worker or a remote server."""
 
     name: str
-    tokenizer: Tokenizer
-    context_length: int
     max_batch_size: int
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer (available once started)."""
+        ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens in the model's context window (available once started)."""
+        ...
 
     async def start(self) -> None:
         """Load and warm up; called once before the first request."""
@@ -58,7 +66,7 @@ class Backend(Protocol):
         """Stop serving; in-flight generations end with :class:`~bot.errors.GenerationError`."""
         ...
 
-    def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Chunk]:
+    def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         """Stream the reply to ``prompt``; closing or cancelling the iterator aborts it.
 
         Failure raises :class:`~bot.errors.GenerationError` from the iterator.

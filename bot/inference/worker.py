@@ -13,7 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,7 @@ class LocalBackend:
             self._thread = threading.Thread(target=self._run, name=f"worker-{self.name}", daemon=True)
             self._thread.start()
 
-    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Chunk]:
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         """Stream the reply to ``prompt``; see :class:`~bot.inference.types.Backend`."""
         if self._closing:
             raise GenerationError("The bot is shutting down; please try again.")
@@ -420,7 +420,8 @@ def _layers_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _cache_from(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
     """A DynamicCache holding exactly these tensors (no copy)."""
     cache = DynamicCache(ddp_cache_data=[(k[:, :, :0], v[:, :, :0]) for k, v in layers])
-    for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+    slots: list[Any] = list(cache.layers)
+    for layer, (keys, values) in zip(slots, layers, strict=True):
         layer.keys, layer.values = keys, values
     return cache
 

@@ -81,7 +81,11 @@ def test_chat_template_uses_the_tokenizers_template(embedded_tokenizer: tuple[HF
     builder = PromptBuilder(ChatTemplateFormat(tokenizer, None), tokenizer, context_length=context)
     text = build(builder, user("Hello"), assistant("Hi!"), user("Joke?"))
     expected = tokenizer.hf.apply_chat_template(
-        [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "Joke?"}],
+        [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi!"},
+            {"role": "user", "content": "Joke?"},
+        ],
         tokenize=False,
         add_generation_prompt=True,
     )
@@ -92,7 +96,9 @@ def test_chat_template_tokens_match_plain_tokenization(embedded_tokenizer: tuple
     """For ordinary text the sanitized ids equal the tokenizer's own ids for the same string."""
     tokenizer, context = embedded_tokenizer
     builder = PromptBuilder(ChatTemplateFormat(tokenizer, "Be nice."), tokenizer, context_length=context)
-    prompt = builder.build(Dialogue(None, (user("Tell me a joke"), assistant("No."), user("Please?"))), max_new_tokens=8)
+    prompt = builder.build(
+        Dialogue(None, (user("Tell me a joke"), assistant("No."), user("Please?"))), max_new_tokens=8
+    )
     assert list(prompt.token_ids) == tokenizer.hf(prompt.text, add_special_tokens=False).input_ids
 
 
@@ -115,7 +121,10 @@ def test_several_humans_are_named(llama_like_tokenizer: HFTokenizer) -> None:
         user("Tell a joke", "Bob"),
         user("About cats", "Alice"),
     )
-    assert text == f"{SYSTEM} USER: Alice: Hi all ASSISTANT: Hello!</s>USER: Bob: Tell a joke\nAlice: About cats ASSISTANT:"
+    assert (
+        text
+        == f"{SYSTEM} USER: Alice: Hi all ASSISTANT: Hello!</s>USER: Bob: Tell a joke\nAlice: About cats ASSISTANT:"
+    )
 
 
 def test_one_named_human_is_not_prefixed() -> None:

@@ -1,0 +1,72 @@
+"""``python -m bot render-prompt``: the exact prompt on stdout, clear errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.config import AIROBOROS_SYSTEM_PROMPT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def render(
+    tmp_path: Path, conversation: object, *args: str, config: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    source = tmp_path / "conv.json"
+    source.write_text(json.dumps(conversation) if not isinstance(conversation, str) else conversation)
+    command = [sys.executable, "-m", "bot", "render-prompt", "--input", str(source), *args]
+    if config is not None:
+        (tmp_path / "config.toml").write_text(config)
+        command += ["--config", str(tmp_path / "config.toml")]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+
+
+def test_airoboros_output_is_exactly_the_vicuna_layout(tmp_path: Path) -> None:
+    """stdout holds the vicuna_v1.1 string and nothing else (no trailing newline)."""
+    conversation = {
+        "system": None,
+        "messages": [
+            {"role": "user", "content": "What has a neck but no head?", "name": None},
+            {"role": "assistant", "content": "A bottle.", "name": None},
+            {"role": "user", "content": "Tell me a joke about bananas.\nMake it short.", "name": None},
+        ],
+    }
+    result = render(tmp_path, conversation, "--format", "airoboros")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{AIROBOROS_SYSTEM_PROMPT} USER: What has a neck but no head? ASSISTANT: A bottle.</s>"
+        "USER: Tell me a joke about bananas.\nMake it short. ASSISTANT:"
+    )
+
+
+def test_chat_template_is_the_default_for_the_embedded_model(tmp_path: Path) -> None:
+    """Without --format the embedded model's chat template is used."""
+    result = render(tmp_path, {"system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}]})
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout
+        == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_conversation_that_cannot_fit_exits_2(tmp_path: Path) -> None:
+    """A message longer than the window gets a clear error and exit code 2."""
+    config = '[[models]]\nname = "small"\ncontext_length = 256\n[generation]\nmax_new_tokens = 64\n'
+    result = render(tmp_path, {"messages": [{"role": "user", "content": "word " * 400}]}, config=config)
+    assert result.returncode == 2
+    assert "too long" in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_input_exits_2(tmp_path: Path) -> None:
+    """Bad JSON and a bad role are reported in one line each, with exit code 2."""
+    bad_json = render(tmp_path, "{not json")
+    assert bad_json.returncode == 2
+    assert "not valid JSON" in bad_json.stderr
+    bad_role = render(tmp_path, {"messages": [{"role": "system", "content": "x"}]})
+    assert bad_role.returncode == 2
+    assert "messages.0.role" in bad_role.stderr

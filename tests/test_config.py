@@ -1,0 +1,83 @@
+"""Configuration: validation messages, defaults and the example file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import EMBEDDED_MODEL, load_config
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_is_valid() -> None:
+    """config.example.toml, which documents every key, loads as it is."""
+    config = load_config(ROOT / "config.example.toml")
+    assert [m.name for m in config.models] == ["qlora", "full"]
+    assert config.default_model.adapter is not None
+
+
+def test_no_models_means_the_embedded_model(tmp_path: Path) -> None:
+    """A config without [[models]] serves the embedded model with its chat template."""
+    config = load_config(write(tmp_path, "[generation]\ntemperature = 0.2\n"))
+    assert config.default_model.path == EMBEDDED_MODEL
+    assert config.default_model.resolved_prompt_format == "chat-template"
+
+
+def test_card_defaults() -> None:
+    """The defaults are the model card's: temperature 0.5, history on, airoboros for real models."""
+    config = load_config(None)
+    assert config.generation.temperature == 0.5
+    assert config.generation.history is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[generation]\ntemperature = 3\n", "generation.temperature: Input should be less than or equal to 2"),
+        ("[generation]\ntemprature = 0.3\n", "generation.temprature: unknown key"),
+        ('[[models]]\nname = "a"\n[[models]]\nname = "a"\n', "repeated: a"),
+        ('[inference]\ndefault_model = "nope"\n', "inference.default_model 'nope' is not one of the models"),
+        ('[[models]]\nname = "r"\nbackend = "openai"\n', "needs both base_url and model"),
+        ("[storage\n", "not valid TOML"),
+        ('token = "abc"\n', "token: unknown key"),
+    ],
+)
+def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:
+    """Each kind of mistake gets a message with the file name and the key."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A config path that does not exist says so."""
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
+    """The command line prints one clear message and exits with code 2."""
+    path = write(tmp_path, "[discord]\nguild_ids = ['x']\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{path}: invalid configuration" in result.stderr
+    assert "discord.guild_ids.0" in result.stderr
