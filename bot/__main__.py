@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot {chat,render-prompt}``.
+"""Command line: ``python -m bot {chat,run,render-prompt,check-config}``.
 
 Resources (the database, the engine) are opened here and passed in; no module holds a
 singleton. Every :class:`~bot.errors.BotError` ends as one line on stderr: exit code 2
@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, help="longest reply in tokens")
     chat.add_argument("--no-history", action="store_true", help="answer each prompt on its own, without earlier turns")
     chat.add_argument("--debug", action="store_true", help="log at DEBUG level to stderr")
+
+    run = commands.add_parser("run", help="run the Discord bot (token from DISCORD_TOKEN)")
+    run.add_argument("--config", help="TOML config file (default: built-in defaults, embedded model)")
+    run.add_argument("--debug", action="store_true", help="log at DEBUG level to stderr")
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True, help="TOML config file")
@@ -97,6 +101,14 @@ async def _chat(args: argparse.Namespace) -> int:
         await engine.close()
 
 
+async def _run(args: argparse.Namespace) -> int:
+    from bot.frontends.discord.runner import run_bot
+
+    config = load_config(args.config)
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else config.log_level)
+    return await run_bot(config)
+
+
 def _render(args: argparse.Namespace) -> int:
     from bot.frontends.render_prompt import read_dialogue, render
 
@@ -119,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(args))
+        if args.command == "run":
+            return asyncio.run(_run(args))
         if args.command == "check-config":
             config = load_config(args.config)
             print(f"{args.config}: ok ({len(config.models)} model variant(s), default {config.default_model.name!r})")

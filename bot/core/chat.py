@@ -10,7 +10,7 @@ stored with its status. A reply that did not finish is never stored as ``ok``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -26,6 +26,8 @@ from bot.store import MessageStatus, Role, Store, StoredMessage
 _log = logging.getLogger(__name__)
 
 Mode = Literal["new", "regenerate", "continue"]
+KeyFactory = Callable[[], Awaitable[str]]
+"""Opens a new conversation (a Discord thread, say) once the request is admitted, and returns its key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ class ChatService:
     @asynccontextmanager
     async def respond(
         self,
-        key: str,
+        key: str | KeyFactory,
         author: Author,
         content: str,
         options: ChatOptions = ChatOptions(),
@@ -115,16 +117,16 @@ class ChatService:
     ) -> AsyncIterator[Reply]:
         """Answer ``content`` by ``author`` in conversation ``key``; the reply is stored on exit.
 
-        ``mode="regenerate"`` replaces the last reply; ``mode="continue"`` extends it.
-        Raises :class:`PromptTooLongError` or :class:`BusyError` before anything is stored.
+        ``key`` may be a :data:`KeyFactory` for a conversation that does not exist yet: it is
+        called once the request is admitted. ``mode="regenerate"`` replaces the last reply;
+        ``mode="continue"`` extends it. Raises :class:`PromptTooLongError` or
+        :class:`BusyError` before anything is stored or the factory is called.
         """
         if mode == "new" and not content.strip():
             raise PromptError("There is nothing to answer: the message is empty.")
         variant = self.engine.variant(options.variant)
-        conversation = await self.store.get_or_create_conversation(
-            key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
-        )
-        history = await self._history(conversation.id, options)
+        existing = await self.store.get_conversation(key) if isinstance(key, str) else None
+        history = await self._history(existing.id, options) if existing else []
         if mode == "continue" and not (history and history[-1].role == Role.ASSISTANT):
             raise PromptError("There is no reply to continue yet.")
         replaced: StoredMessage | None = None
@@ -140,6 +142,9 @@ class ChatService:
         prompt = variant.builder.build(dialogue, max_new_tokens=params.max_new_tokens)
         ticket = variant.scheduler.submit(str(author.id), prompt, params)
         async with ticket:
+            conversation = existing or await self.store.get_or_create_conversation(
+                key if isinstance(key, str) else await key(), guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+            )
             if mode == "new":
                 await self.store.add_message(
                     conversation.id,

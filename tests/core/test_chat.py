@@ -88,7 +88,7 @@ async def test_too_long_message_stores_nothing(store: Store, embedded_tokenizer:
     chat = ChatService(store, scripted_engine(config, backend), config.generation)
     with pytest.raises(PromptTooLongError):
         await answer(chat, "word " * 200)
-    assert await store.get_conversation("thread:1") is None or await messages(store) == []
+    assert await store.get_conversation("thread:1") is None
     assert backend.prompts == []
 
 
@@ -97,7 +97,7 @@ async def test_busy_stores_nothing(chat: ChatService, store: Store) -> None:
     chat.engine.variant().scheduler.max_per_user = 0
     with pytest.raises(BusyError):
         await answer(chat, "hello")
-    assert await messages(store) == []
+    assert await store.get_conversation("thread:1") is None
 
 
 async def test_stopping_early_stores_a_partial_reply(chat: ChatService, store: Store) -> None:
@@ -157,6 +157,26 @@ async def test_empty_message_is_refused(chat: ChatService) -> None:
     """A blank message gets a clear error instead of an empty prompt."""
     with pytest.raises(PromptError, match="empty"):
         await answer(chat, "   ")
+
+
+async def test_key_factory_opens_the_conversation_only_once_admitted(chat: ChatService, store: Store) -> None:
+    """A new conversation's key is asked for after admission, and a busy refusal never asks."""
+    opened: list[str] = []
+
+    async def open_thread() -> str:
+        opened.append("thread:9")
+        return "thread:9"
+
+    chat.engine.variant().scheduler.max_per_user = 0
+    with pytest.raises(BusyError):
+        async with chat.respond(open_thread, ALICE, "hi"):
+            pass
+    assert opened == []
+    chat.engine.variant().scheduler.max_per_user = 3
+    async with chat.respond(open_thread, ALICE, "hi") as reply:
+        assert [d async for d in reply.deltas()]
+    assert opened == ["thread:9"]
+    assert await store.get_conversation("thread:9") is not None
 
 
 async def test_reset_forgets_the_history(chat: ChatService, store: Store, backend: ScriptedBackend) -> None:

@@ -1,0 +1,87 @@
+"""The Discord client: intents, the conversations cog, command sync, one error path."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import DiscordConfig
+from bot.core.chat import ChatService
+from bot.errors import BotError
+from bot.frontends.discord.conversations import Conversations
+from bot.frontends.discord.views import ReplyButton
+
+_log = logging.getLogger(__name__)
+
+
+def bot_intents() -> discord.Intents:
+    """Guilds, guild and DM messages, and Message Content (a privileged intent: enable it in the portal)."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    intents.message_content = True
+    return intents
+
+
+class AiroborosBot(commands.Bot):
+    """The bot: slash commands and message handling live in cogs; resources are passed in."""
+
+    def __init__(self, *, chat: ChatService, settings: DiscordConfig, **options: Any) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.chat = chat
+        self.settings = settings
+
+    async def setup_hook(self) -> None:
+        """Register the persistent buttons and the cogs, then sync slash commands."""
+        self.add_dynamic_items(ReplyButton)
+        await self.add_cog(Conversations(self, self.chat))
+        self.tree.error(self.on_app_command_error)
+        if self.settings.guild_ids:
+            for guild_id in self.settings.guild_ids:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                _log.info("Synced %d commands to guild %d", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            _log.info("Synced %d global commands (they can take up to an hour to appear)", len(synced))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Messages are handled by the conversations cog; there are no prefix commands."""
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        _log.info("Connected as %s (%d) to %d guilds", self.user, self.user.id, len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        """The one error path for slash commands: a short ephemeral reply, a log line only if unexpected."""
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, BotError):
+            text = f"⚠️ {cause}"
+        elif isinstance(cause, app_commands.CheckFailure):
+            text = "You can't use this command here."
+        else:
+            _log.exception(
+                "Unexpected error in /%s", interaction.command.name if interaction.command else "?", exc_info=cause
+            )
+            text = "Something went wrong on my side; please try again."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            _log.warning("Could not tell the user about an error", exc_info=True)

@@ -1,0 +1,191 @@
+"""Showing one streamed reply in Discord.
+
+A placeholder appears at once with the queue position, then is edited as text arrives.
+Edits are throttled with asyncio-throttle: at most one per second per reply and at most
+five per five seconds per channel (Discord's edit budget). The last edit always carries
+the whole text. Past 2000 characters the reply continues in new messages, split without
+breaking code fences; the buttons sit on the last message. Nothing the model writes can
+mention anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import discord
+from asyncio_throttle import Throttler
+
+from bot.core.chat import Reply
+from bot.errors import BotError
+from bot.frontends.discord.splitting import split_message
+
+_log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+THINKING = "*thinking…*"
+STOPPED_MARK = "*(stopped)*"
+
+
+def queued_text(position: int) -> str:
+    """The placeholder while a request waits for the model."""
+    return f"⏳ queued #{position}" if position > 0 else THINKING
+
+
+class ChannelThrottles:
+    """One edit budget per channel, shared by every reply streaming in it."""
+
+    def __init__(self, rate: int = 5, period: float = 5.0) -> None:
+        self.rate = rate
+        self.period = period
+        self._throttlers: dict[int, Throttler] = {}
+
+    def __call__(self, channel_id: int) -> Throttler:
+        if channel_id not in self._throttlers:
+            self._throttlers[channel_id] = Throttler(rate_limit=self.rate, period=self.period)
+        return self._throttlers[channel_id]
+
+
+ViewFactory = Callable[[bool], discord.ui.View]
+"""Builds the buttons for a reply: ``True`` while it streams, ``False`` once it ended."""
+
+
+class ReplyRenderer:
+    """Streams one :class:`Reply` into a channel (or into messages it is given to reuse)."""
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        channel_throttle: Throttler,
+        views: ViewFactory,
+        *,
+        reuse: list[discord.Message] | None = None,
+        skip: int = 0,
+        edit_period: float = 1.0,
+    ) -> None:
+        self.channel = channel
+        self.messages: list[discord.Message] = list(reuse or [])
+        self._shown: list[str | None] = [None] * len(self.messages)
+        self._channel_throttle = channel_throttle
+        self._reply_throttle = Throttler(rate_limit=1, period=edit_period)
+        self._views = views
+        self._skip = skip  # characters of reply.text that belong to an earlier message (Continue)
+        self._dirty = asyncio.Event()
+        self._consumer: asyncio.Task[None] | None = None
+        self.stopped = False
+        self.error: BotError | None = None
+        self._text = ""
+        self._streaming = True
+
+    @property
+    def first_message(self) -> discord.Message | None:
+        return self.messages[0] if self.messages else None
+
+    async def start(self, reply: Reply) -> discord.Message:
+        """Post (or reuse) the placeholder showing the queue position; returns the first message."""
+        await self._sync(queued_text(reply.position), force=True)
+        assert self.messages
+        return self.messages[0]
+
+    def stop(self) -> None:
+        """Stop the generation; the text so far stays and is marked."""
+        self.stopped = True
+        if self._consumer is not None:
+            self._consumer.cancel()
+
+    async def stream(self, reply: Reply) -> None:
+        """Follow the queue, stream the text, and finish with one edit holding everything.
+
+        Raises the reply's :class:`~bot.errors.GenerationError` after showing it.
+        """
+        self._consumer = asyncio.create_task(self._consume(reply))
+        watcher = asyncio.create_task(self._watch_queue(reply))
+        pump = asyncio.create_task(self._pump(reply))
+        try:
+            await self._consumer
+        except asyncio.CancelledError:
+            if not self.stopped:
+                raise
+        except BotError as error:
+            self.error = error
+        finally:
+            watcher.cancel()
+            self._streaming = False
+            self._dirty.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await pump
+        if self.error is not None:
+            raise self.error
+
+    async def _consume(self, reply: Reply) -> None:
+        async for _ in reply.deltas():
+            self._dirty.set()
+
+    async def _watch_queue(self, reply: Reply) -> None:
+        while not reply.ticket.started:
+            await reply.ticket.wait_changed()
+            self._dirty.set()
+
+    def _display(self, reply: Reply) -> str:
+        text = reply.text[self._skip :].strip()
+        if self._streaming:
+            return text or queued_text(reply.position)
+        if self.error is not None:
+            return f"{text}\n\n⚠️ {self.error}" if text else f"⚠️ {self.error}"
+        if self.stopped:
+            return f"{text} {STOPPED_MARK}" if text else STOPPED_MARK
+        return text or "*(no answer)*"
+
+    async def _pump(self, reply: Reply) -> None:
+        """Edit the messages whenever new text came, within the throttles, until the end."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            final = not self._streaming
+            try:
+                await self._sync(self._display(reply), force=final)
+            except discord.HTTPException:
+                if final:
+                    raise
+                _log.warning("An edit of a streaming reply failed; the next one will carry the text", exc_info=True)
+            if final:
+                return
+
+    async def _sync(self, text: str, *, force: bool = False) -> None:
+        """Make the messages show ``text``: edit what changed, send what is new."""
+        pieces = split_message(text)
+        streaming = self._streaming
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            if index < len(self.messages):
+                key = f"{piece}\0{streaming if last else 'plain'}"
+                if self._shown[index] == key:
+                    continue
+                async with self._reply_throttle, self._channel_throttle:
+                    view = self._views(streaming) if last else None
+                    await self.messages[index].edit(content=piece, view=view, allowed_mentions=NO_MENTIONS)
+                self._shown[index] = key
+            else:
+                if self.messages and self._shown[-1] is not None and not self._shown[-1].endswith("plain"):
+                    previous = pieces[len(self.messages) - 1]
+                    async with self._reply_throttle, self._channel_throttle:
+                        await self.messages[-1].edit(content=previous, view=None, allowed_mentions=NO_MENTIONS)
+                    self._shown[-1] = f"{previous}\0plain"
+                async with self._channel_throttle:
+                    if last:
+                        message = await self.channel.send(
+                            piece, allowed_mentions=NO_MENTIONS, view=self._views(streaming)
+                        )
+                    else:
+                        message = await self.channel.send(piece, allowed_mentions=NO_MENTIONS)
+                self.messages.append(message)
+                self._shown.append(f"{piece}\0{streaming if last else 'plain'}")
+        if force and len(self.messages) > len(pieces):  # a regenerated reply that got shorter
+            for message in self.messages[len(pieces) :]:
+                with contextlib.suppress(discord.HTTPException):
+                    await message.delete()
+            del self.messages[len(pieces) :]
+            del self._shown[len(pieces) :]

@@ -1,0 +1,61 @@
+"""The buttons under a reply: Stop, Regenerate, Continue.
+
+They are :class:`discord.ui.DynamicItem` buttons whose ``custom_id`` carries the action
+and the id of the person who asked, so they keep working after a restart. Presses are
+handed to the conversations cog, which knows the replies in flight.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import discord
+
+if TYPE_CHECKING:
+    from bot.frontends.discord.conversations import Conversations
+
+Action = Literal["stop", "regenerate", "continue"]
+_LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
+    "stop": ("Stop", discord.ButtonStyle.danger),
+    "regenerate": ("Regenerate", discord.ButtonStyle.secondary),
+    "continue": ("Continue", discord.ButtonStyle.secondary),
+}
+
+
+class ReplyButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"airoboros:(?P<action>stop|regenerate|continue):(?P<owner>\d+)",
+):
+    """One reply button; ``owner`` is who asked (only they, or a moderator, may Stop)."""
+
+    def __init__(self, action: Action, owner: int, *, disabled: bool = False) -> None:
+        label, style = _LABELS[action]
+        super().__init__(
+            discord.ui.Button(label=label, style=style, custom_id=f"airoboros:{action}:{owner}", disabled=disabled)
+        )
+        self.action: Action = action
+        self.owner = owner
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ReplyButton:
+        action = cast(Action, match["action"])  # the template only matches the three actions
+        return cls(action, int(match["owner"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        cog = cast("Conversations | None", interaction.client.get_cog("Conversations"))
+        if cog is None:
+            await interaction.response.send_message("The bot is starting up; try again shortly.", ephemeral=True)
+            return
+        await cog.on_reply_button(interaction, self.action, self.owner)
+
+
+def reply_view(owner: int, *, streaming: bool) -> discord.ui.View:
+    """Stop while the reply streams; Regenerate and Continue once it has ended."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ReplyButton("stop", owner, disabled=not streaming))
+    view.add_item(ReplyButton("regenerate", owner, disabled=streaming))
+    view.add_item(ReplyButton("continue", owner, disabled=streaming))
+    return view
