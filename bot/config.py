@@ -59,11 +59,15 @@ class ModelConfig(_Section):
     """``backend = "openai"``: the environment variable holding the API key, if the server wants one."""
     tokenizer: str | None = None
     """``backend = "openai"``: a local tokenizer folder used for the token budget (default: ``path``)."""
+    send_token_ids: bool = True
+    """``backend = "openai"``: send prompts as token ids (vLLM); false for text-only servers (``transformers serve``)."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> ModelConfig:
         if self.backend == "openai" and (not self.base_url or not self.model):
             raise ValueError('backend = "openai" needs both base_url and model')
+        if self.backend == "openai" and self.tokenizer is None and "path" not in self.model_fields_set:
+            raise ValueError('backend = "openai" needs tokenizer (or path): the local tokenizer the server uses')
         if self.adapter is not None and self.path.endswith(".gguf"):
             raise ValueError("a LoRA adapter cannot be applied to a .gguf file; convert it to a folder first")
         return self

@@ -49,6 +49,7 @@ def test_card_defaults() -> None:
         ('[[models]]\nname = "a"\n[[models]]\nname = "a"\n', "repeated: a"),
         ('[inference]\ndefault_model = "nope"\n', "inference.default_model 'nope' is not one of the models"),
         ('[[models]]\nname = "r"\nbackend = "openai"\n', "needs both base_url and model"),
+        ('[[models]]\nname = "r"\nbackend = "openai"\nbase_url = "http://x/v1"\nmodel = "m"\n', "needs tokenizer"),
         ("[storage\n", "not valid TOML"),
         ('token = "abc"\n', "token: unknown key"),
     ],

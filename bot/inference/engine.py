@@ -37,7 +37,10 @@ def make_backend(variant: ModelConfig, config: Config) -> Backend:
         from bot.inference.remote import OpenAIBackend
 
         return OpenAIBackend(
-            variant, cache_dir=config.inference.cache_dir, max_batch_size=config.inference.max_batch_size
+            variant,
+            cache_dir=config.inference.cache_dir,
+            max_batch_size=config.inference.max_batch_size,
+            send_token_ids=variant.send_token_ids,
         )
     from bot.inference.worker import LocalBackend
 

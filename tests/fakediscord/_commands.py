@@ -84,7 +84,9 @@ def _check_command(payload: dict[str, Any], command_type: int, path: str) -> Non
         if not isinstance(name, str) or not 1 <= len(name) <= 32:
             raise invalid_form(f"{path}.name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length.")
         if payload.get("description"):
-            raise invalid_form(f"{path}.description", "CONTEXT_MENU_DESCRIPTION", "Context menu commands cannot have a description")  # fmt: skip
+            raise invalid_form(
+                f"{path}.description", "CONTEXT_MENU_DESCRIPTION", "Context menu commands cannot have a description"
+            )
         if payload.get("options"):
             raise invalid_form(f"{path}.options", "CONTEXT_MENU_OPTIONS", "Context menu commands cannot have options")
     else:
@@ -106,7 +108,11 @@ def _check_options(options: Any, path: str, depth: int) -> None:
         raise invalid_form(path, "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_OPTIONS} or fewer in length.")
     kinds = {int(o.get("type", 0)) in (OptionType.SUB_COMMAND, OptionType.SUB_COMMAND_GROUP) for o in options}
     if len(kinds) > 1:
-        raise invalid_form(path, "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID", "Sub-command and sub-command group option types are mutually exclusive to all other types")  # fmt: skip
+        raise invalid_form(
+            path,
+            "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
+            "Sub-command and sub-command group option types are mutually exclusive to all other types",
+        )
     names: set[str] = set()
     seen_optional = False
     for index, option in enumerate(options):
@@ -115,14 +121,18 @@ def _check_options(options: Any, path: str, depth: int) -> None:
         _check_name(option.get("name"), f"{where}.name")
         _check_description(option.get("description"), f"{where}.description")
         if option["name"] in names:
-            raise invalid_form(f"{where}.name", "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option names must be unique")  # fmt: skip
+            raise invalid_form(
+                f"{where}.name", "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option names must be unique"
+            )
         names.add(option["name"])
         if option_type == OptionType.SUB_COMMAND_GROUP:
             if depth > 0:
                 raise invalid_form(f"{where}.type", "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID", "Groups cannot nest")
             subs = option.get("options") or []
             if any(int(s.get("type", 0)) != OptionType.SUB_COMMAND for s in subs):
-                raise invalid_form(f"{where}.options", "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID", "Groups hold only sub-commands")  # fmt: skip
+                raise invalid_form(
+                    f"{where}.options", "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID", "Groups hold only sub-commands"
+                )
             _check_options(subs, f"{where}.options", depth + 1)
         elif option_type == OptionType.SUB_COMMAND:
             if depth > 1:
@@ -131,15 +141,25 @@ def _check_options(options: Any, path: str, depth: int) -> None:
         elif OptionType.STRING <= option_type <= OptionType.ATTACHMENT:
             if option.get("required"):
                 if seen_optional:
-                    raise invalid_form(f"{where}.required", "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID", "Required options must be placed before non-required options")  # fmt: skip
+                    raise invalid_form(
+                        f"{where}.required",
+                        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                        "Required options must be placed before non-required options",
+                    )
             else:
                 seen_optional = True
             choices = option.get("choices") or []
             if len(choices) > _MAX_CHOICES:
-                raise invalid_form(f"{where}.choices", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_CHOICES} or fewer in length.")  # fmt: skip
+                raise invalid_form(
+                    f"{where}.choices", "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_CHOICES} or fewer in length."
+                )
             for choice_index, choice in enumerate(choices):
                 if not 1 <= len(str(choice.get("name", ""))) <= 100:
-                    raise invalid_form(f"{where}.choices.{choice_index}.name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")  # fmt: skip
+                    raise invalid_form(
+                        f"{where}.choices.{choice_index}.name",
+                        "BASE_TYPE_BAD_LENGTH",
+                        "Must be between 1 and 100 in length.",
+                    )
         else:
             raise invalid_form(f"{where}.type", "BASE_TYPE_CHOICES", f"Unknown option type {option_type}")
 
@@ -160,7 +180,11 @@ def chat_input_data(
     wrappers: list[dict[str, Any]] = []
     for name in path:
         sub = next(
-            (o for o in schema if o["name"] == name and o["type"] in (OptionType.SUB_COMMAND, OptionType.SUB_COMMAND_GROUP)),
+            (
+                o
+                for o in schema
+                if o["name"] == name and o["type"] in (OptionType.SUB_COMMAND, OptionType.SUB_COMMAND_GROUP)
+            ),
             None,
         )
         if sub is None:
@@ -169,7 +193,9 @@ def chat_input_data(
         schema = sub.get("options") or []
     if any(o["type"] in (OptionType.SUB_COMMAND, OptionType.SUB_COMMAND_GROUP) for o in schema):
         raise LookupError(f"/{' '.join([command.name, *path])} needs a sub-command: {[o['name'] for o in schema]}")
-    options = _leaf_options(state, schema, values, guild, resolved, f"/{' '.join([command.name, *path])}")
+    options = _leaf_options(
+        state, schema=schema, values=values, guild=guild, resolved=resolved, where=f"/{' '.join([command.name, *path])}"
+    )
     for wrapper in reversed(wrappers):
         wrapper["options"] = options
         options = [wrapper]
@@ -205,6 +231,7 @@ def context_menu_data(
 
 def _leaf_options(
     state: FakeState,
+    *,
     schema: list[dict[str, Any]],
     values: dict[str, Any],
     guild: FakeGuild | None,
@@ -222,13 +249,16 @@ def _leaf_options(
     for option in schema:  # Discord sends options in schema order
         if option["name"] not in values:
             continue
-        value = _option_value(state, option, values[option["name"]], guild, resolved, where)
+        value = _option_value(
+            state, option=option, value=values[option["name"]], guild=guild, resolved=resolved, where=where
+        )
         options.append({"name": option["name"], "type": option["type"], "value": value})
     return options
 
 
 def _option_value(
     state: FakeState,
+    *,
     option: dict[str, Any],
     value: Any,
     guild: FakeGuild | None,
@@ -265,7 +295,9 @@ def _option_value(
         if allowed_types and channel.type not in allowed_types:
             raise ValueError(f"{label}: channel type {channel.type} is not one of {allowed_types}")
         payload = _payloads.channel_payload(state, channel)
-        payload["permissions"] = str(state.permissions(channel.guild_id, state.bot_user.id)) if channel.guild_id else "0"
+        payload["permissions"] = (
+            str(state.permissions(channel.guild_id, state.bot_user.id)) if channel.guild_id else "0"
+        )
         resolved.setdefault("channels", {})[str(channel.id)] = payload
         return str(channel.id)
     if option_type == OptionType.ATTACHMENT:
@@ -275,7 +307,13 @@ def _option_value(
         state.attachment_files[attachment_id] = value[1]
         base = state.api_base.rsplit("/api/", 1)[0]
         url = f"{base}/attachments/0/{attachment_id}/{value[0]}"
-        attachment = {"id": str(attachment_id), "filename": value[0], "size": len(value[1]), "url": url, "proxy_url": url}
+        attachment = {
+            "id": str(attachment_id),
+            "filename": value[0],
+            "size": len(value[1]),
+            "url": url,
+            "proxy_url": url,
+        }
         resolved.setdefault("attachments", {})[str(attachment_id)] = attachment
         return str(attachment_id)
     raise TypeError(f"{label}: unsupported option type {option_type}")

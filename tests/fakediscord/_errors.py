@@ -54,7 +54,6 @@ _UNKNOWN = {
 }
 
 
-
 def unauthorized() -> ApiError:
     """The 401 for a missing or wrong bot token."""
     return ApiError(401, 0, "401: Unauthorized")

@@ -115,8 +115,8 @@ class Connection:
             try:
                 if not self.ws.closed:
                     await self.ws.send_str(text)
-            except ConnectionError:
-                _log.debug("gateway frame dropped: connection gone")
+            except Exception:  # a dying socket must not stall everyone awaiting later frames
+                _log.debug("gateway frame dropped", exc_info=True)
             finally:
                 if written is not None and not written.done():
                     written.set_result(None)
@@ -131,6 +131,8 @@ class Gateway:
         self.allowed_intents = allowed_intents
         """Privileged intents the app may use (None: all), else IDENTIFY is closed with 4014."""
         self.gateway_url = ""
+        self.advertised_url: str | None = None
+        """What ``GET /gateway[/bot]`` answers, if not ``gateway_url`` (real Discord names its own host)."""
         self.shard_count = 1
         self.sessions: list[GatewaySession] = []
         self.connections: set[Connection] = set()
@@ -252,7 +254,7 @@ class Gateway:
     def _send_member_chunk(self, session: GatewaySession, data: dict[str, Any]) -> None:
         guild_ids = data.get("guild_id")
         for guild_id in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
-            guild = self._state.guilds.get(int(guild_id))
+            guild = self._state.guilds.get(int(guild_id or 0))
             if guild is None:
                 continue
             chunk: dict[str, Any] = {

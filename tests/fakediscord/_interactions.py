@@ -73,7 +73,6 @@ class InteractionHandle:
         """Callbacks refused (too late, or a second acknowledgement), with the error answered."""
         self.original_message_id: int | None = None
         self.followup_ids: list[int] = []
-        self._loading_ephemeral = False
 
     # -- what tests read -----------------------------------------------------------------
 
@@ -102,7 +101,9 @@ class InteractionHandle:
     @property
     def followups(self) -> list[dict[str, Any]]:
         """Followup messages, oldest first, as they are now."""
-        return [self._state.message_dict(self._state.messages[i]) for i in self.followup_ids if i in self._state.messages]
+        return [
+            self._state.message_dict(self._state.messages[i]) for i in self.followup_ids if i in self._state.messages
+        ]
 
     @property
     def modal(self) -> dict[str, Any] | None:
@@ -111,12 +112,14 @@ class InteractionHandle:
             return None
         return dict(self.callback.get("data") or {})
 
-    async def wait_callback(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def wait_callback(self, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
         """Wait for the bot's accepted callback and return its body."""
         return await self._state.wait_for(lambda: self.callback, timeout, f"callback for interaction {self.id}")
 
     async def wait_original(
-        self, predicate: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 5.0
+        self,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """Wait until ``@original`` exists (and satisfies ``predicate``) and return it."""
 
@@ -128,7 +131,7 @@ class InteractionHandle:
 
         return await self._state.wait_for(ready, timeout, f"original response of interaction {self.id}")
 
-    async def wait_followups(self, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+    async def wait_followups(self, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
         """Wait until at least ``count`` followups exist and return them all."""
 
         def ready() -> list[dict[str, Any]] | None:
@@ -231,7 +234,6 @@ def _apply_callback(
     if callback_type in _MESSAGE_CALLBACKS and handle.type in answerable:
         ephemeral = bool(int(data.get("flags") or 0) & MessageFlag.EPHEMERAL)
         if callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE:
-            handle._loading_ephemeral = ephemeral
             data = {"flags": MessageFlag.LOADING | (MessageFlag.EPHEMERAL if ephemeral else 0)}
         message = state.create_message(
             handle.channel,
@@ -264,8 +266,8 @@ def _apply_callback(
     elif callback_type == CallbackType.AUTOCOMPLETE_RESULT and handle.type == InteractionType.AUTOCOMPLETE:
         pass
     else:
-        message = f"Callback type {callback_type} is not valid for interaction type {handle.type}"
-        raise invalid_form("type", "INTERACTION_RESPONSE_TYPE_INVALID", message)
+        reason = f"Callback type {callback_type} is not valid for interaction type {handle.type}"
+        raise invalid_form("type", "INTERACTION_RESPONSE_TYPE_INVALID", reason)
     return {"interaction": interaction, "resource": resource}
 
 

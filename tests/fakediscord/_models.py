@@ -43,6 +43,7 @@ class Permission:
     """Permission bits the fake hands out."""
 
     CREATE_INSTANT_INVITE = 1 << 0
+    ADMINISTRATOR = 1 << 3
     ADD_REACTIONS = 1 << 6
     VIEW_CHANNEL = 1 << 10
     SEND_MESSAGES = 1 << 11
@@ -75,6 +76,7 @@ class Permission:
         | SEND_MESSAGES_IN_THREADS
     )
     BOT = EVERYONE | MANAGE_MESSAGES | MANAGE_WEBHOOKS | MANAGE_THREADS
+    ALL = (1 << 51) - 1
 
 
 class MessageFlag:

@@ -14,7 +14,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
@@ -63,7 +63,6 @@ class Injection:
     global_: bool = False
     code: int = 0
     message: str = ""
-    hits: list[RecordedRequest] = field(default_factory=list)
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this injection applies to the request."""
@@ -153,7 +152,12 @@ class RestApi:
         return web.Response(body=data, content_type="application/octet-stream")
 
     def _add_routes(self) -> None:
-        app, guild, channel, message = _ID.format("app"), _ID.format("guild"), _ID.format("channel"), _ID.format("message")
+        app, guild, channel, message = (
+            _ID.format("app"),
+            _ID.format("guild"),
+            _ID.format("channel"),
+            _ID.format("message"),
+        )
         self.route("GET", r"/gateway", self.get_gateway, auth=False)
         self.route("GET", r"/gateway/bot", self.get_gateway_bot)
         self.route("GET", r"/users/@me", self.get_me)
@@ -197,11 +201,11 @@ class RestApi:
     # -- users, gateway, application -----------------------------------------------------
 
     async def get_gateway(self, request: ApiRequest) -> Any:
-        return {"url": self._gateway.gateway_url}
+        return {"url": self._gateway.advertised_url or self._gateway.gateway_url}
 
     async def get_gateway_bot(self, request: ApiRequest) -> Any:
         return {
-            "url": self._gateway.gateway_url,
+            "url": self._gateway.advertised_url or self._gateway.gateway_url,
             "shards": self._gateway.shard_count,
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
         }
@@ -332,14 +336,19 @@ class RestApi:
     async def patch_message(self, request: ApiRequest) -> Any:
         channel = self._bot_channel(request)
         message = self._state.message(channel.id, request.params["message"])
-        if message.author.id != self._state.bot_user.id or message.webhook_id is not None:
+        if message.ephemeral:
+            raise unknown("message")
+        # Interaction responses are the bot's own messages; channel-webhook messages are not.
+        if message.author.id != self._state.bot_user.id or message.webhook_id not in (None, self._state.application_id):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         self._state.edit_message(message, request.body(), files=request.files)
         return _payloads.message_payload(self._state, message)
 
     async def delete_message(self, request: ApiRequest) -> Any:
-        channel = self._bot_channel(request)
-        self._state.delete_message(self._state.message(channel.id, request.params["message"]))
+        message = self._state.message(self._bot_channel(request).id, request.params["message"])
+        if message.ephemeral:
+            raise unknown("message")
+        self._state.delete_message(message)
 
     async def put_reaction(self, request: ApiRequest) -> Any:
         message = self._state.message(self._bot_channel(request).id, request.params["message"])
@@ -507,7 +516,10 @@ def _injected_response(injection: Injection, method: str, path: str) -> web.Resp
     if injection.status != 429:
         return json_response({"message": injection.message, "code": injection.code}, status=injection.status)
     retry_after = injection.retry_after
-    headers = {"Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Scope": "global" if injection.global_ else "user"}
+    headers = {
+        "Retry-After": str(math.ceil(retry_after)),
+        "X-RateLimit-Scope": "global" if injection.global_ else "user",
+    }
     if injection.global_:
         headers["X-RateLimit-Global"] = "true"
     else:

@@ -9,10 +9,12 @@ both go through these methods, so a test's user and the bot see one consistent w
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _payloads
@@ -78,6 +80,7 @@ class FakeState:
         self.attachment_files: dict[int, bytes] = {}
         self.gateway: Gateway | None = None
         self._change = asyncio.Event()
+        self._collectors: list[list[asyncio.Future[None]]] = []
 
     # -- change notification -------------------------------------------------------------
 
@@ -86,7 +89,7 @@ class FakeState:
         event, self._change = self._change, asyncio.Event()
         event.set()
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float, what: str = "") -> T:
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str = "") -> T:  # noqa: ASYNC109
         """Return the first truthy ``predicate()``, re-checked on every state change."""
         try:
             async with asyncio.timeout(timeout):
@@ -106,7 +109,20 @@ class FakeState:
         """Send a gateway event to every connected client that should see it."""
         if self.gateway is None:
             return []
-        return self.gateway.dispatch(event, payload, guild_id=guild_id)
+        written = self.gateway.dispatch(event, payload, guild_id=guild_id)
+        for collected in self._collectors:
+            collected.extend(written)
+        return written
+
+    @contextlib.contextmanager
+    def collect_dispatches(self) -> Iterator[list[asyncio.Future[None]]]:
+        """Collect the write futures of every event dispatched inside the block."""
+        collected: list[asyncio.Future[None]] = []
+        self._collectors.append(collected)
+        try:
+            yield collected
+        finally:
+            self._collectors.remove(collected)
 
     # -- people and places ---------------------------------------------------------------
 
@@ -118,11 +134,19 @@ class FakeState:
         return user
 
     def add_guild(self, name: str) -> FakeGuild:
-        """Create a guild with an @everyone role and the bot as a member (with a managed bot role)."""
-        guild = FakeGuild(self.snowflake(), name, owner_id=0)
+        """Create a guild with an @everyone role, an owner, and the bot as a member with a managed bot role.
+
+        The owner is a separate member ("owner"), since Discord gives a guild's owner every
+        permission and the people tests add should have only the permissions they are given.
+        """
+        owner = self.add_user("owner", "Server Owner")
+        guild = FakeGuild(self.snowflake(), name, owner_id=owner.id)
         guild.roles[guild.id] = FakeRole(guild.id, guild.id, "@everyone", Permission.EVERYONE)
-        bot_role = FakeRole(self.snowflake(), guild.id, self.bot_user.username, Permission.BOT, position=1, managed=True)
+        bot_role = FakeRole(
+            self.snowflake(), guild.id, self.bot_user.username, Permission.BOT, position=1, managed=True
+        )
         guild.roles[bot_role.id] = bot_role
+        guild.members[owner.id] = FakeMember(owner, guild.id)
         guild.members[self.bot_user.id] = FakeMember(self.bot_user, guild.id, [bot_role.id])
         self.guilds[guild.id] = guild
         if self.gateway is not None:
@@ -134,7 +158,9 @@ class FakeState:
         """Create a role in ``guild``."""
         role = FakeRole(self.snowflake(), guild.id, name, permissions, position=len(guild.roles))
         guild.roles[role.id] = role
-        self.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": _payloads.role_payload(role)}, guild_id=guild.id)
+        self.dispatch(
+            "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": _payloads.role_payload(role)}, guild_id=guild.id
+        )
         self.changed()
         return role
 
@@ -142,8 +168,6 @@ class FakeState:
         """Make ``user`` a member of ``guild``."""
         member = FakeMember(user, guild.id, list(role_ids))
         guild.members[user.id] = member
-        if not guild.owner_id and not user.bot:
-            guild.owner_id = user.id
         payload = _payloads.member_payload(self, member) | {"guild_id": str(guild.id)}
         self.dispatch("GUILD_MEMBER_ADD", payload, guild_id=guild.id)
         self.changed()
@@ -172,12 +196,14 @@ class FakeState:
         return channel
 
     def permissions(self, guild_id: int, user_id: int) -> int:
-        """The member's guild-level permissions (no channel overwrites are modelled)."""
+        """The member's guild-level permissions (no channel overwrites are modelled); owners and admins get all."""
         guild = self.guilds[guild_id]
         member = guild.members[user_id]
         value = guild.roles[guild.id].permissions
         for role_id in member.role_ids:
             value |= guild.roles[role_id].permissions
+        if user_id == guild.owner_id or value & Permission.ADMINISTRATOR:
+            return Permission.ALL
         return value
 
     def can_view(self, user_id: int, channel: FakeChannel) -> bool:
@@ -188,9 +214,8 @@ class FakeState:
         if user_id not in self.guilds[channel.guild_id].members:
             return False
         if channel.type == ChannelType.PRIVATE_THREAD:
-            return (
-                user_id in channel.member_ids
-                or bool(self.permissions(channel.guild_id, user_id) & Permission.MANAGE_THREADS)
+            return user_id in channel.member_ids or bool(
+                self.permissions(channel.guild_id, user_id) & Permission.MANAGE_THREADS
             )
         return True
 
@@ -236,9 +261,9 @@ class FakeState:
             flags &= ~MessageFlag.EPHEMERAL
         if flags & ~(_ALLOWED_MESSAGE_FLAGS | MessageFlag.LOADING):
             raise invalid_form("flags", "MESSAGE_FLAGS_INVALID", "Invalid flags")
-        if not (content.strip() or embeds or components or files or body.get("sticker_ids") or body.get("poll")):
-            if not flags & MessageFlag.LOADING:
-                raise ApiError(400, 50006, "Cannot send an empty message")
+        has_body = content.strip() or embeds or components or files or body.get("sticker_ids") or body.get("poll")
+        if not has_body and not flags & MessageFlag.LOADING:
+            raise ApiError(400, 50006, "Cannot send an empty message")
         message = FakeMessage(
             id=self.snowflake(),
             channel_id=channel.id,
@@ -349,7 +374,7 @@ class FakeState:
         payload["edits"] = [version.as_dict() for version in message.versions]
         if message.avatar_url is not None:
             payload["avatar_url"] = message.avatar_url
-        return payload
+        return copy.deepcopy(payload)  # a snapshot: tests must not reach into the fake's state
 
     def _dispatch_message(self, event: str, message: FakeMessage) -> None:
         self.dispatch(event, _payloads.message_payload(self, message, gateway=True), guild_id=message.guild_id)
@@ -390,7 +415,9 @@ class FakeState:
         if channel.type == ChannelType.PRIVATE_THREAD:
             channel.member_ids.update(message.mentions)
 
-    def _store_attachment(self, channel: FakeChannel, filename: str, data: bytes, content_type: str | None) -> dict[str, Any]:
+    def _store_attachment(
+        self, channel: FakeChannel, filename: str, data: bytes, content_type: str | None
+    ) -> dict[str, Any]:
         attachment_id = self.snowflake()
         self.attachment_files[attachment_id] = data
         url = f"{self.api_base.rsplit('/api/', 1)[0]}/attachments/{channel.id}/{attachment_id}/{filename}"
@@ -426,7 +453,9 @@ class FakeState:
         if type not in ChannelType.THREADS:
             raise invalid_form("type", "BASE_TYPE_CHOICES", f"Value must be one of {ChannelType.THREADS}.")
         if auto_archive_duration not in (None, 60, 1440, 4320, 10080):
-            raise invalid_form("auto_archive_duration", "BASE_TYPE_CHOICES", "Value must be one of (60, 1440, 4320, 10080).")
+            raise invalid_form(
+                "auto_archive_duration", "BASE_TYPE_CHOICES", "Value must be one of (60, 1440, 4320, 10080)."
+            )
         if from_message is not None:
             if from_message.thread_id is not None:
                 raise ApiError(400, 160004, "A thread has already been created for this message")
@@ -490,7 +519,9 @@ class FakeState:
         if channel.type != ChannelType.GUILD_TEXT or channel.guild_id is None:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
         check_webhook_name(name, "name")
-        webhook = FakeWebhook(self.snowflake(), secrets.token_urlsafe(48), channel.id, channel.guild_id, name, creator.id)
+        webhook = FakeWebhook(
+            self.snowflake(), secrets.token_urlsafe(48), channel.id, channel.guild_id, name, creator.id
+        )
         self.webhooks[webhook.id] = webhook
         self.changed()
         return webhook

@@ -8,6 +8,7 @@ SQL or the model.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,14 @@ class Conversations(commands.Cog):
         """Replies in flight, by the id of their first message (for the Stop button)."""
         self.latest: dict[str, list[discord.Message]] = {}
         """The messages of each conversation's latest reply (for Regenerate)."""
+        self._answering: set[asyncio.Task[Any]] = set()
+
+    async def cog_unload(self) -> None:
+        """On shutdown, stop every reply in flight and let each store and show what it had."""
+        for renderer in list(self.streaming.values()):
+            renderer.stop()
+        if self._answering:
+            await asyncio.wait(self._answering, timeout=5)
 
     @property
     def _me(self) -> int:
@@ -165,18 +174,18 @@ class Conversations(commands.Cog):
         guild_id = (
             interaction.guild_id if interaction else (reference.guild.id if reference and reference.guild else None)
         )
+        renderer: ReplyRenderer | None = None
         try:
             async with self.chat.respond(key, author, content, mode=mode, guild_id=guild_id) as reply:
                 if announce is not None:
                     await announce()
                 target = channel() if callable(channel) else channel
-                skip = len(reply.text) if mode == "continue" else 0
                 renderer = ReplyRenderer(
                     target,
                     self.throttles(getattr(target, "id", 0)),
                     lambda streaming: reply_view(author.id, streaming=streaming),
                     reuse=reuse,
-                    skip=skip,
+                    skip=len(reply.text) if mode == "continue" else 0,
                 )
                 first = await renderer.start(reply)
                 conversation = key if isinstance(key, str) else conversation_key(target, self._me) or ""
@@ -189,9 +198,15 @@ class Conversations(commands.Cog):
         except (BusyError, PromptError) as error:
             await self._refuse(error, interaction=interaction, reference=reference, channel=channel)
         except GenerationError:
-            _log.info("A reply failed in the model; the user was told")
+            _log.info("A reply failed in the model; the user sees why")
         except BotError as error:
             await self._refuse(error, interaction=interaction, reference=reference, channel=channel)
+        finally:
+            if renderer is not None:  # the reply is stored by now: show it whole, with its buttons
+                try:
+                    await renderer.finish()
+                except discord.HTTPException:
+                    _log.warning("Could not show the end of a reply", exc_info=True)
 
     @staticmethod
     async def _refuse(

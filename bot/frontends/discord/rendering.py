@@ -76,8 +76,9 @@ class ReplyRenderer:
         self._consumer: asyncio.Task[None] | None = None
         self.stopped = False
         self.error: BotError | None = None
-        self._text = ""
         self._streaming = True
+        self._closing = False
+        self._reply: Reply | None = None
 
     @property
     def first_message(self) -> discord.Message | None:
@@ -96,10 +97,13 @@ class ReplyRenderer:
             self._consumer.cancel()
 
     async def stream(self, reply: Reply) -> None:
-        """Follow the queue, stream the text, and finish with one edit holding everything.
+        """Follow the queue and stream the text until the reply ends (or :meth:`stop`).
 
-        Raises the reply's :class:`~bot.errors.GenerationError` after showing it.
+        The last edit is :meth:`finish`'s, called once the reply is stored, so the buttons
+        for a finished reply never show before it can be regenerated. A model failure is
+        raised here, as the reply's :class:`~bot.errors.GenerationError`.
         """
+        self._reply = reply
         self._consumer = asyncio.create_task(self._consume(reply))
         watcher = asyncio.create_task(self._watch_queue(reply))
         pump = asyncio.create_task(self._pump(reply))
@@ -110,15 +114,20 @@ class ReplyRenderer:
                 raise
         except BotError as error:
             self.error = error
+            raise
         finally:
             watcher.cancel()
-            self._streaming = False
+            self._closing = True
             self._dirty.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await pump
-        if self.error is not None:
-            raise self.error
+
+    async def finish(self) -> None:
+        """The last edit: the whole text (marked if stopped or failed) and the buttons of a finished reply."""
+        self._streaming = False
+        if self._reply is not None:
+            await self._sync(self._display(self._reply), force=True)
 
     async def _consume(self, reply: Reply) -> None:
         async for _ in reply.deltas():
@@ -140,19 +149,16 @@ class ReplyRenderer:
         return text or "*(no answer)*"
 
     async def _pump(self, reply: Reply) -> None:
-        """Edit the messages whenever new text came, within the throttles, until the end."""
+        """Edit the messages whenever new text came, within the throttles, until streaming ends."""
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            final = not self._streaming
-            try:
-                await self._sync(self._display(reply), force=final)
-            except discord.HTTPException:
-                if final:
-                    raise
-                _log.warning("An edit of a streaming reply failed; the next one will carry the text", exc_info=True)
-            if final:
+            if self._closing:
                 return
+            try:
+                await self._sync(self._display(reply))
+            except discord.HTTPException:
+                _log.warning("An edit of a streaming reply failed; the next one will carry the text", exc_info=True)
 
     async def _sync(self, text: str, *, force: bool = False) -> None:
         """Make the messages show ``text``: edit what changed, send what is new."""

@@ -1,0 +1,479 @@
+"""The remote backend: an OpenAI-compatible completions server (vLLM, TGI, ``transformers serve``).
+
+:class:`OpenAIBackend` POSTs ``{base_url}/completions`` with ``stream: true`` and turns the
+server-sent events into :class:`~bot.inference.types.Chunk` values, exactly as the local
+worker does for its callers: text deltas, then a last chunk carrying the finish reason;
+closing or cancelling the iterator closes the HTTP connection, which vLLM and
+``transformers serve`` take as an abort; every failure is a
+:class:`~bot.errors.GenerationError` with a short message, and the next request is unaffected.
+
+Prompts are still rendered here, with the model's real tokenizer (the token budget needs
+it), and sent as the sanitized token ids, so a special-token string typed by a user stays
+plain text on the server too. ``send_token_ids=False`` sends ``prompt.text`` instead, for
+servers that only take strings (``transformers serve`` answers 400 "prompt must be a
+string"); the server's tokenizer then sees the raw text, special-token strings included.
+Stop strings are sent to the server and also applied here, because not every server cuts
+them from the text (``transformers serve`` leaves them in).
+
+Sampling: ``temperature``, ``top_p``, ``max_tokens`` (capped to what the context window
+leaves, which vLLM would otherwise refuse) always; ``seed`` when set; ``repetition_penalty``
+only when it is not 1.0, under that name (vLLM and TGI take it; OpenAI's
+``frequency_penalty`` is an additive, count-scaled penalty, a different knob, so it is not
+faked from it).
+
+Why aiohttp and a small SSE parser rather than a client package: aiohttp is already a
+dependency (discord.py is built on it) and gives direct control over the one connection a
+request owns (``response.close()`` drops it at once, which is how the server learns of a
+cancel). The official ``openai`` SDK streams well but reads ambient ``OPENAI_API_KEY``,
+``OPENAI_ADMIN_KEY``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID`` and ``OPENAI_CUSTOM_HEADERS``
+and would forward them to a self-hosted server, retries on its own, and brings its own HTTP
+stack; ``httpx-sse`` would add httpx and its stack for the same small parser; and
+``aiohttp-sse-client2`` is not on the package index. The SSE framing a completions stream
+uses is small and fully specified (WHATWG "server-sent events", section 9.2.6), and
+:class:`SSEDecoder` follows it; each event's JSON is validated with pydantic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.config import ModelConfig
+from bot.core.prompts import Prompt
+from bot.errors import BotError, GenerationError, ModelLoadError
+from bot.inference.stops import StopMatcher
+from bot.inference.tokenizer import HFTokenizer
+from bot.inference.types import Chunk, FinishReason, SamplingParams
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+"""Connect within 10 s; then at most 300 s between two pieces of the stream (a busy server may queue)."""
+
+_TAIL_TIMEOUT = 5.0
+"""After the finish reason, how long to wait for the usage event and ``[DONE]``."""
+_MAX_ERROR_BYTES = 65536
+_MAX_MESSAGE_CHARS = 300
+_SHUTTING_DOWN = "The bot is shutting down; please try again."
+_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, ImportError)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One dispatched event: its type (``message`` unless the server named one) and its data."""
+
+    event: str
+    data: str
+
+
+class SSEDecoder:
+    """Server-sent events from a byte stream, by the WHATWG rules.
+
+    Lines end in CRLF, LF or CR (even split across reads); ``data`` lines are joined with
+    newlines; a blank line dispatches the event; comments (``:``), ``id`` and ``retry`` are
+    ignored (nothing reconnects); an unfinished event at the end of the stream is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._started = False
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        """The events completed by ``data``."""
+        self._buffer += data
+        lines = self._buffer.splitlines(keepends=True)
+        self._buffer = b""
+        # An unterminated last line waits for more; so does one ended by CR, which may be half of a CRLF.
+        if lines and (lines[-1].endswith(b"\r") or not lines[-1].endswith(b"\n")):
+            self._buffer = lines.pop()
+        return [event for line in lines if (event := self._line(line)) is not None]
+
+    def end(self) -> list[ServerSentEvent]:
+        """The events completed by the end of the stream (a last line ended by a lone CR)."""
+        rest, self._buffer = self._buffer, b""
+        return [event for event in [self._line(rest)] if event is not None] if rest.endswith(b"\r") else []
+
+    def _line(self, raw: bytes) -> ServerSentEvent | None:
+        line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+        if not self._started:
+            self._started = True
+            line = line.removeprefix("\ufeff")
+        if not line:
+            event = ServerSentEvent(self._event or "message", "\n".join(self._data)) if self._data else None
+            self._data, self._event = [], ""
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _ErrorBody(_Lenient):
+    message: str = ""
+
+
+class _Choice(_Lenient):
+    index: int = 0
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(_Lenient):
+    completion_tokens: int
+
+
+class _StreamEvent(_Lenient):
+    """A completions stream event; also the error shapes vLLM (old and new) and ``transformers serve`` send."""
+
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+    error: _ErrorBody | str | None = None
+    object: str | None = None
+    message: str | None = None
+
+    def error_text(self) -> str | None:
+        if isinstance(self.error, _ErrorBody):
+            return self.error.message or "unknown error"
+        if self.error is not None:
+            return self.error or "unknown error"
+        if self.object == "error":
+            return self.message or "unknown error"
+        return None
+
+
+@dataclass
+class _Reply:
+    """What one stream has produced so far."""
+
+    stops: StopMatcher
+    tokens: int = 0
+    finish: FinishReason | None = None
+    stopped_here: bool = False
+    """A stop string was found here, not by the server, which is still generating."""
+    done: bool = False
+    """``[DONE]`` arrived."""
+    tail: list[str] = field(default_factory=list)
+    """Text that arrived with the finish reason; it goes into the last chunk."""
+
+    def apply(self, event: ServerSentEvent) -> str:
+        """Take in one event; the text that can be shown now (raises :class:`GenerationError`)."""
+        if self.done:
+            return ""
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            return ""
+        if event.event == "error":
+            raise GenerationError(f"The model server failed: {_shorten(event.data)}")
+        try:
+            parsed = _StreamEvent.model_validate_json(event.data)
+        except ValidationError:
+            _log.warning("Malformed event from the model server: %r", event.data[:_MAX_MESSAGE_CHARS])
+            raise GenerationError("The model server sent a malformed stream; please try again.") from None
+        message = parsed.error_text()
+        if message is not None:
+            raise GenerationError(f"The model server failed: {_shorten(message)}")
+        choice = next((c for c in parsed.choices if c.index == 0), None)
+        if parsed.usage is not None:
+            self.tokens = parsed.usage.completion_tokens
+        elif choice is not None:
+            self.tokens += 1  # vLLM sends an event per token (text may be empty); a usage event corrects this
+        if choice is None or self.finish is not None:
+            return ""
+        text = self.stops.feed(choice.text or "")
+        if self.stops.stopped:
+            self.finish, self.stopped_here = FinishReason.STOP, True
+        elif choice.finish_reason is not None:
+            self.finish = _finish_reason(choice.finish_reason)
+        if self.finish is not None:
+            self.tail.append(text)
+            return ""
+        return text
+
+    def last_chunk(self) -> Chunk:
+        assert self.finish is not None
+        return Chunk("".join(self.tail) + self.stops.flush(), self.tokens, self.finish)
+
+
+def _finish_reason(value: str) -> FinishReason:
+    if value == "length":
+        return FinishReason.LENGTH
+    if value in {"abort", "error"}:
+        raise GenerationError("The model server aborted the reply; please try again.")
+    return FinishReason.STOP  # "stop", and what some servers say for it ("eos_token", "stop_sequence")
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _error_message(body: bytes, reason: str | None) -> str:
+    """The message of an error response: ``error.message`` (OpenAI, vLLM), ``error`` (TGI), ``detail`` (FastAPI).
+
+    A body that is not JSON is shown as it is, unless it is a proxy's HTML page: then the status's reason.
+    """
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        if text.lstrip().startswith("<"):
+            return reason or "no details"
+        return _shorten(text) or reason or "no details"
+    candidates: list[Any] = []
+    if isinstance(data, dict):
+        error = data.get("error")
+        candidates += [error.get("message") if isinstance(error, dict) else error, data.get("message")]
+        detail = data.get("detail")
+        if isinstance(detail, list):  # FastAPI's validation errors
+            detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+        candidates.append(detail)
+    message = next((c for c in candidates if isinstance(c, str) and c.strip()), None)
+    return _shorten(message if message is not None else text) or "no details"
+
+
+def _load_tokenizer(variant: ModelConfig, cache_dir: Path) -> tuple[HFTokenizer, int]:
+    """The local tokenizer for ``variant`` and its context window (a blocking call)."""
+    from bot.inference.loading import resolve_model_path  # sets HF_HUB_OFFLINE before transformers loads
+
+    if variant.tokenizer is not None:
+        folder = Path(variant.tokenizer).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"model {variant.name!r}: tokenizer folder {folder} does not exist")
+    else:
+        folder = resolve_model_path(variant, cache_dir)
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except _LOAD_ERRORS as error:
+        raise ModelLoadError(f"model {variant.name!r}: cannot load a tokenizer from {folder}: {error}") from error
+    if variant.context_length is not None:
+        return HFTokenizer(tokenizer), variant.context_length
+    try:
+        config = AutoConfig.from_pretrained(str(folder)).get_text_config()
+        context = int(config.max_position_embeddings)
+    except (*_LOAD_ERRORS, AttributeError):
+        raise ModelLoadError(
+            f"model {variant.name!r}: {folder} has no config.json with max_position_embeddings; set context_length"
+        ) from None
+    return HFTokenizer(tokenizer), context
+
+
+class OpenAIBackend:
+    """Serves one model variant from an OpenAI-compatible completions server; see the module docstring.
+
+    ``session`` is an aiohttp session to share (one is opened in :meth:`start` otherwise);
+    ``tokenizer`` skips loading one (with ``variant.context_length`` it skips the files entirely);
+    ``timeout`` bounds connecting and each wait for the stream.
+    """
+
+    def __init__(
+        self,
+        variant: ModelConfig,
+        *,
+        cache_dir: str | Path = "~/.cache/airoboros-bot",
+        max_batch_size: int = 8,
+        send_token_ids: bool = True,
+        session: aiohttp.ClientSession | None = None,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        tokenizer: HFTokenizer | None = None,
+    ) -> None:
+        if variant.base_url is None or variant.model is None:
+            raise ModelLoadError(f'model {variant.name!r}: backend = "openai" needs both base_url and model')
+        self.name = variant.name
+        self.variant = variant
+        self.max_batch_size = max_batch_size
+        self.send_token_ids = send_token_ids
+        self.url = variant.base_url.rstrip("/") + "/completions"
+        self._cache_dir = Path(cache_dir).expanduser()
+        self._session = session
+        self._owns_session = False
+        self._timeout = timeout
+        self._tokenizer = tokenizer
+        self._context_length = variant.context_length
+        self._headers: dict[str, str] = {}
+        self._live: set[aiohttp.ClientResponse] = set()
+        self._closing = False
+
+    @property
+    def tokenizer(self) -> HFTokenizer:
+        if self._tokenizer is None:
+            raise BotError(f"model {self.name!r} is not started yet")
+        return self._tokenizer
+
+    @property
+    def context_length(self) -> int:
+        if self._context_length is None:
+            raise BotError(f"model {self.name!r} is not started yet")
+        return self._context_length
+
+    async def start(self) -> None:
+        """Read the API key, load the local tokenizer, open the HTTP session."""
+        self._headers = self._auth_headers()
+        if self._tokenizer is None or self._context_length is None:
+            if self.variant.tokenizer is None and "path" not in self.variant.model_fields_set:
+                _log.warning(
+                    "Model %s sets neither tokenizer nor path; using the embedded model's tokenizer, "
+                    "which must be the one %s at %s uses",
+                    self.name, self.variant.model, self.variant.base_url,
+                )  # fmt: skip
+            tokenizer, context = await asyncio.to_thread(_load_tokenizer, self.variant, self._cache_dir)
+            self._tokenizer = self._tokenizer or tokenizer
+            self._context_length = context
+        if not self.send_token_ids:
+            _log.warning(
+                "Model %s sends prompts as text: special-token strings typed by users reach the server's tokenizer",
+                self.name,
+            )
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        self._closing = False
+        _log.info("Model %s is served by %s as %r", self.name, self.url, self.variant.model)
+
+    def _auth_headers(self) -> dict[str, str]:
+        variable = self.variant.api_key_env
+        if variable is None:
+            return {}
+        key = os.environ.get(variable, "").strip()
+        if not key:
+            raise ModelLoadError(f"model {self.name!r}: api_key_env names {variable}, which is not set or empty")
+        return {"Authorization": f"Bearer {key}"}
+
+    async def close(self) -> None:
+        """Stop serving: in-flight generations end with :class:`GenerationError`; an owned session is closed."""
+        self._closing = True
+        for response in list(self._live):
+            response.close()  # the reader wakes up with a connection error
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session, self._owns_session = None, False
+
+    def _request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.variant.model,
+            "prompt": list(prompt.token_ids) if self.send_token_ids else prompt.text,
+            "max_tokens": min(params.max_new_tokens, self.context_length - len(prompt)),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if prompt.stop:
+            body["stop"] = list(prompt.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty
+        return body
+
+    async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
+        """Stream the reply to ``prompt``; see :class:`~bot.inference.types.Backend`."""
+        if self._closing:
+            raise GenerationError(_SHUTTING_DOWN)
+        if self._session is None:
+            raise BotError(f"model {self.name!r} is not started yet")
+        if len(prompt) >= self.context_length:
+            raise GenerationError("The prompt fills the whole context window.")
+        body = self._request_body(prompt, params)
+        response: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                response = await self._session.post(self.url, json=body, headers=self._headers, timeout=self._timeout)
+                self._live.add(response)
+                await self._check(response)
+                async with contextlib.aclosing(self._stream(response, prompt.stop)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise self._failure(error) from None
+            except GenerationError:
+                if self._closing:
+                    raise GenerationError(_SHUTTING_DOWN) from None
+                raise
+        finally:
+            if response is not None:
+                self._live.discard(response)
+                if response.content.at_eof():
+                    response.release()  # read to the end: the connection can be reused
+                else:
+                    response.close()  # the server sees the disconnect and aborts the request
+
+    async def _check(self, response: aiohttp.ClientResponse) -> None:
+        """Raise :class:`GenerationError` unless ``response`` is a 2xx event stream."""
+        if response.status >= 400:
+            body = b""
+            while len(body) < _MAX_ERROR_BYTES and (piece := await response.content.read(_MAX_ERROR_BYTES - len(body))):
+                body += piece
+            message = _error_message(body, response.reason)
+            _log.warning("%s answered %d for model %s: %s", self.url, response.status, self.name, message)
+            what = "refused the request" if response.status < 500 else "failed"
+            raise GenerationError(f"The model server {what} ({response.status}): {message}")
+        if response.content_type != "text/event-stream":
+            raise GenerationError(f"The model server did not stream its answer (it sent {response.content_type}).")
+
+    async def _stream(self, response: aiohttp.ClientResponse, stops: Iterable[str]) -> AsyncGenerator[Chunk, None]:
+        decoder = SSEDecoder()
+        reply = _Reply(StopMatcher(tuple(stops)))
+        async for data in response.content.iter_any():
+            for event in decoder.feed(data):
+                text = reply.apply(event)
+                if text:
+                    yield Chunk(text, reply.tokens)
+            if reply.finish is not None:
+                break
+        else:
+            for event in decoder.end():
+                reply.apply(event)
+        if reply.finish is None:
+            if self._closing:
+                raise GenerationError(_SHUTTING_DOWN)
+            _log.warning("The stream from %s for model %s ended without a finish reason", self.url, self.name)
+            raise GenerationError("The model server ended the reply early; please try again.")
+        if not reply.stopped_here:
+            await self._read_tail(response, decoder, reply)
+        yield reply.last_chunk()
+
+    async def _read_tail(self, response: aiohttp.ClientResponse, decoder: SSEDecoder, reply: _Reply) -> None:
+        """After the finish reason: take the usage event and ``[DONE]``; the reply is complete whatever happens."""
+        try:
+            async with asyncio.timeout(_TAIL_TIMEOUT):
+                while not reply.done and (data := await response.content.readany()):
+                    for event in decoder.feed(data):
+                        reply.apply(event)
+                if reply.done:
+                    await response.content.read()  # the end of the body, so the connection can be reused
+        except (aiohttp.ClientError, TimeoutError, GenerationError) as error:
+            _log.debug("After the finish reason from %s: %s: %s", self.url, type(error).__name__, error)
+
+    def _failure(self, error: BaseException) -> GenerationError:
+        if self._closing:
+            return GenerationError(_SHUTTING_DOWN)
+        # Only the class and str(): an aiohttp error's repr can hold the request headers, API key included.
+        _log.warning("Request to %s for model %s failed: %s: %s", self.url, self.name, type(error).__name__, error)
+        if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL):
+            return GenerationError("The model server cannot be reached; please try again later.")
+        if isinstance(error, TimeoutError):
+            return GenerationError("The model server took too long to answer; please try again.")
+        return GenerationError("The connection to the model server broke off; please try again.")

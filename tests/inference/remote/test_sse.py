@@ -1,0 +1,47 @@
+"""The SSE decoder follows the WHATWG event-stream rules the completions stream relies on."""
+
+from __future__ import annotations
+
+from bot.inference.remote import ServerSentEvent, SSEDecoder
+
+
+def decode(*pieces: bytes) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    return events + decoder.end()
+
+
+def test_line_endings_split_across_reads() -> None:
+    """LF, CRLF (even with CR and LF in different reads) and a lone CR all end lines."""
+    assert [e.data for e in decode(b"data: a\n\ndata: b\r", b"\n\r\ndata: c\r\r")] == ["a", "b", "c"]
+
+
+def test_data_lines_joined_with_newlines() -> None:
+    """Several ``data`` lines make one event, joined with newlines."""
+    assert decode(b"data: one\ndata:two\n\n") == [ServerSentEvent("message", "one\ntwo")]
+
+
+def test_comments_and_other_fields_ignored() -> None:
+    """Comment lines, ``id`` and ``retry`` do not end up in the data."""
+    assert decode(b": keep-alive\nid: 7\nretry: 10\ndata: x\n\n") == [ServerSentEvent("message", "x")]
+
+
+def test_event_type_kept() -> None:
+    """An ``event`` field names the event's type."""
+    assert decode(b"event: error\ndata: boom\n\n") == [ServerSentEvent("error", "boom")]
+
+
+def test_blank_lines_without_data_dispatch_nothing() -> None:
+    """A blank line with no data before it is not an event."""
+    assert decode(b"\n\nevent: ping\n\n") == []
+
+
+def test_unfinished_event_dropped_at_end() -> None:
+    """An event not ended by a blank line when the stream ends is dropped."""
+    assert decode(b"data: done\n\ndata: cut") == [ServerSentEvent("message", "done")]
+
+
+def test_multibyte_text_split_across_reads() -> None:
+    """A UTF-8 character cut between two reads comes out whole."""
+    raw = "data: café ☕\n\n".encode()
+    assert decode(raw[:10], raw[10:]) == [ServerSentEvent("message", "café ☕")]
