@@ -60,7 +60,7 @@ class ModelConfig(_Section):
     tokenizer: str | None = None
     """``backend = "openai"``: a local tokenizer folder used for the token budget (default: ``path``)."""
     send_token_ids: bool = True
-    """``backend = "openai"``: send prompts as token ids (vLLM); false for text-only servers (``transformers serve``)."""
+    """``backend = "openai"``: send prompts as token ids (vLLM); false for text-only servers (transformers serve)."""
 
     @model_validator(mode="after")
     def _check_backend(self) -> ModelConfig:

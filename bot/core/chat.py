@@ -143,7 +143,10 @@ class ChatService:
         ticket = variant.scheduler.submit(str(author.id), prompt, params)
         async with ticket:
             conversation = existing or await self.store.get_or_create_conversation(
-                key if isinstance(key, str) else await key(), guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                key if isinstance(key, str) else await key(),
+                guild_id=guild_id,
+                channel_id=channel_id,
+                owner_id=author.id,
             )
             if mode == "new":
                 await self.store.add_message(

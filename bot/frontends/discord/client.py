@@ -32,6 +32,7 @@ class AiroborosBot(commands.Bot):
     """The bot: slash commands and message handling live in cogs; resources are passed in."""
 
     def __init__(self, *, chat: ChatService, settings: DiscordConfig, **options: Any) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=bot_intents(),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+from typing import Any
 
 import aiohttp
 import discord
@@ -40,8 +43,8 @@ async def check_token(token: str) -> None:
         await http.close()
 
 
-async def run_bot(config: Config, **client_options: object) -> int:
-    """Run the bot until it is stopped; returns the exit code."""
+async def run_bot(config: Config, *, stop: asyncio.Event | None = None, **client_options: Any) -> int:
+    """Run the bot until ``stop`` is set (SIGINT/SIGTERM set it); returns the exit code."""
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
     if not token:
         print(f"error: set the {TOKEN_VARIABLE} environment variable to your bot's token", file=sys.stderr)
@@ -57,11 +60,34 @@ async def run_bot(config: Config, **client_options: object) -> int:
         async with await Store.open(config.storage.path) as store:
             chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
             async with AiroborosBot(chat=chat, settings=config.discord, **client_options) as bot:
+                stop = stop or _stop_on_signals()
+                closer = asyncio.create_task(_close_when(stop, bot))
                 try:
                     await bot.start(token)
                 except discord.LoginFailure:
                     print(f"error: Discord rejected the token in {TOKEN_VARIABLE}", file=sys.stderr)
                     return 2
+                finally:
+                    if stop.is_set():
+                        await closer  # a close is under way: let it finish
+                    else:
+                        closer.cancel()
     finally:
         await engine.close()
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT and SIGTERM (``docker stop``) set."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _close_when(stop: asyncio.Event, bot: AiroborosBot) -> None:
+    await stop.wait()
+    _log.info("Shutting down: finishing replies in flight")
+    await bot.close()

@@ -37,7 +37,9 @@ def bot_messages(fake: FakeDiscord, channel_id: int) -> list[dict[str, Any]]:
     ]
 
 
-async def final_reply(fake: FakeDiscord, channel_id: int, count: int = 1) -> list[dict[str, Any]]:
+async def final_reply(
+    fake: FakeDiscord, channel_id: int, count: int = 1, timeout: float = 20  # noqa: ASYNC109
+) -> list[dict[str, Any]]:
     """Wait until the bot's ``count``-th reply message in the channel has its buttons for a finished reply."""
 
     def done() -> list[dict[str, Any]] | None:
@@ -49,7 +51,7 @@ async def final_reply(fake: FakeDiscord, channel_id: int, count: int = 1) -> lis
         finished = any(b.get("label") == "Regenerate" and not b.get("disabled") for b in buttons)
         return messages if finished else None
 
-    return await fake.wait_for(done, timeout=20)
+    return await fake.wait_for(done, timeout=timeout)
 
 
 async def test_commands_are_synced_to_the_configured_guild(fake: FakeDiscord, running: Running) -> None:
@@ -80,7 +82,10 @@ async def test_chat_opens_a_public_thread_and_streams_the_reply(
     streaming = [v for v in versions[1:-1] if v != versions[-1]]
     assert len(streaming) >= 2
     assert fake.max_edits_within(0.99, thread.id, reply["id"]) <= 1
-    assert all(r.json.get("allowed_mentions") == {"parse": []} for r in fake.requests_to("(POST|PATCH)", r"/channels/\d+/messages"))
+    assert all(
+        r.json.get("allowed_mentions") == {"parse": []}
+        for r in fake.requests_to("(POST|PATCH)", r"/channels/\d+/messages")
+    )
 
 
 async def test_thread_messages_continue_the_conversation_and_survive_a_restart(
@@ -104,7 +109,9 @@ async def test_thread_messages_continue_the_conversation_and_survive_a_restart(
         assert "What is my name?" in backend.prompts[-1].text
 
 
-async def test_two_people_in_a_thread_are_both_named(fake: FakeDiscord, running: Running, backend: ScriptedBackend) -> None:
+async def test_two_people_in_a_thread_are_both_named(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
     """With two people in the thread, the model sees who said what."""
     await chat(fake, "Hi, I am Alice.")
     thread = await first_thread(fake)
@@ -189,7 +196,9 @@ async def test_a_moderator_may_stop_someone_elses_reply(
     assert reply["content"].endswith("*(stopped)*")
 
 
-async def test_regenerate_replaces_the_last_reply(fake: FakeDiscord, running: Running, backend: ScriptedBackend) -> None:
+async def test_regenerate_replaces_the_last_reply(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
     """Regenerate edits the reply in place with a new answer and stores only that one."""
     await chat(fake, "Say something.")
     thread = await first_thread(fake)
@@ -201,7 +210,10 @@ async def test_regenerate_replaces_the_last_reply(fake: FakeDiscord, running: Ru
     conversation = await running.store.get_conversation(f"thread:{thread.id}")
     assert conversation is not None
     history = await running.store.history(conversation.id, limit=10)
-    assert [(m.role, m.content) for m in history] == [(Role.USER, "Say something."), (Role.ASSISTANT, "A brand new answer.")]
+    assert [(m.role, m.content) for m in history] == [
+        (Role.USER, "Say something."),
+        (Role.ASSISTANT, "A brand new answer."),
+    ]
 
 
 async def test_continue_asks_the_model_to_go_on(fake: FakeDiscord, running: Running, backend: ScriptedBackend) -> None:
@@ -229,7 +241,9 @@ async def test_reset_forgets_the_thread(fake: FakeDiscord, running: Running, bac
     assert "pineapple" not in backend.prompts[-1].text
 
 
-async def test_mention_in_a_channel_starts_a_thread(fake: FakeDiscord, running: Running, backend: ScriptedBackend) -> None:
+async def test_mention_in_a_channel_starts_a_thread(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
     """Mentioning the bot in a channel opens a thread from that message and answers there."""
     message = await fake.send_message(fake.channel.id, fake.alice, "what is up?", mentions_bot=True)
     thread = await fake.wait_for(lambda: fake.threads[0] if fake.threads else None)
@@ -240,7 +254,9 @@ async def test_mention_in_a_channel_starts_a_thread(fake: FakeDiscord, running: 
     assert f"<@{fake.bot_user.id}>" not in backend.prompts[-1].text
 
 
-async def test_direct_messages_are_a_conversation(fake: FakeDiscord, running: Running, backend: ScriptedBackend) -> None:
+async def test_direct_messages_are_a_conversation(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
     """A DM gets an answer in the DM, and the next DM sees the history."""
     dm = fake.dm_channel(fake.alice)
     await fake.send_message(dm.id, fake.alice, "hello in private")

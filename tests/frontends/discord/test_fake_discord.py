@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
 import pytest
 from discord import app_commands
 from discord.ext import commands
-from discord.gateway import DiscordWebSocket
-from discord.http import HTTPClient, Route
+from discord.http import Route
 
-from bot.frontends.discord.endpoints import configure_endpoints
 from tests.fakediscord import ChannelType, FakeDiscord, MessageFlag
 
 pytestmark = pytest.mark.timeout(20)
