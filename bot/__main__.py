@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot {chat,run,render-prompt,check-config}``.
+"""Command line: ``python -m bot {chat,run,bench,render-prompt,check-config}``.
 
 Resources (the database, the engine) are opened here and passed in; no module holds a
 singleton. Every :class:`~bot.errors.BotError` ends as one line on stderr: exit code 2
@@ -38,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the Discord bot (token from DISCORD_TOKEN)")
     run.add_argument("--config", help="TOML config file (default: built-in defaults, embedded model)")
     run.add_argument("--debug", action="store_true", help="log at DEBUG level to stderr")
+
+    bench = commands.add_parser("bench", help="measure latency and throughput through the real scheduler and worker")
+    bench.add_argument("--config", help="TOML config file (default: the embedded model)")
+    bench.add_argument("--variant", help="the [[models]] entry to measure")
+    bench.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    bench.add_argument("--requests", type=int, default=8, help="requests per phase (default 8)")
+    bench.add_argument("--prompt-tokens", type=int, default=128, help="prompt length in tokens (default 128)")
+    bench.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per request (default 64)")
+    bench.add_argument(
+        "--random-weights", choices=["llama-7b", "tiny"], help="a LLaMA-shaped model with random weights"
+    )
+    bench.add_argument("--load-4bit", action="store_true", help="with --random-weights: quantize it to nf4")
+    bench.add_argument("--json", action="store_true", help="print only the JSON object")
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True, help="TOML config file")
@@ -109,6 +122,23 @@ async def _run(args: argparse.Namespace) -> int:
     return await run_bot(config)
 
 
+async def _bench(args: argparse.Namespace) -> int:
+    from bot.bench import BenchOptions, bench_config, print_result, run_bench
+
+    for flag in ("concurrency", "requests", "prompt_tokens", "max_new_tokens"):
+        if getattr(args, flag) <= 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be a positive number")
+    options = BenchOptions(
+        args.concurrency, args.requests, args.prompt_tokens, args.max_new_tokens, args.baseline_requests
+    )
+    config, variant = bench_config(
+        load_config(args.config), options, random_weights=args.random_weights, load_4bit=args.load_4bit
+    )
+    result = await run_bench(config, options, variant_name=variant or args.variant)
+    print_result(result, as_json=args.json)
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
     from bot.frontends.render_prompt import read_dialogue, render
 
@@ -131,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(args))
+        if args.command == "bench":
+            return asyncio.run(_bench(args))
         if args.command == "run":
             return asyncio.run(_run(args))
         if args.command == "check-config":

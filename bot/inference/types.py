@@ -20,6 +20,8 @@ class SamplingParams:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     seed: int | None = None
+    ignore_eos: bool = False
+    """Generate exactly ``max_new_tokens`` (benchmarks): EOS does not end the reply."""
 
 
 class FinishReason(enum.StrEnum):
