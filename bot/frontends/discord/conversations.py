@@ -9,6 +9,7 @@ SQL or the model.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -196,11 +197,11 @@ class Conversations(commands.Cog):
                     self.streaming.pop(first.id, None)
                     self.latest[conversation] = renderer.messages
         except (BusyError, PromptError) as error:
-            await self._refuse(error, interaction=interaction, reference=reference, channel=channel)
+            await self._refuse(error, content, interaction=interaction, reference=reference, channel=channel)
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
         except BotError as error:
-            await self._refuse(error, interaction=interaction, reference=reference, channel=channel)
+            await self._refuse(error, content, interaction=interaction, reference=reference, channel=channel)
         finally:
             if renderer is not None:  # the reply is stored by now: show it whole, with its buttons
                 try:
@@ -211,18 +212,23 @@ class Conversations(commands.Cog):
     @staticmethod
     async def _refuse(
         error: BotError,
+        content: str,
         *,
         interaction: discord.Interaction[Any] | None,
         reference: discord.Message | None,
         channel: object,
     ) -> None:
-        """Tell the user why nothing happened: ephemeral for interactions, a reply for messages."""
+        """Tell the user why nothing happened: ephemeral for interactions, a reply for messages.
+
+        A slash command's text exists nowhere else, so it comes back as a file to send again.
+        """
         text = f"⚠️ {error}"
         if interaction is not None:
+            files = [discord.File(io.BytesIO(content.encode()), "your-message.txt")] if content else []
             if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, files=files)
             else:
-                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, files=files)
         elif reference is not None:
             await reference.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
         elif isinstance(channel, discord.abc.Messageable):

@@ -38,7 +38,10 @@ def bot_messages(fake: FakeDiscord, channel_id: int) -> list[dict[str, Any]]:
 
 
 async def final_reply(
-    fake: FakeDiscord, channel_id: int, count: int = 1, timeout: float = 20  # noqa: ASYNC109
+    fake: FakeDiscord,
+    channel_id: int,
+    count: int = 1,
+    timeout: float = 20,  # noqa: ASYNC109
 ) -> list[dict[str, Any]]:
     """Wait until the bot's ``count``-th reply message in the channel has its buttons for a finished reply."""
 
@@ -274,6 +277,8 @@ async def test_busy_is_an_ephemeral_answer(fake: FakeDiscord, running: Running) 
     assert callback["data"]["flags"] & 64
     assert "requests waiting" in callback["data"]["content"]
     assert fake.threads == []
+    (upload,) = fake.requests_to("POST", r"/interactions/\d+/.+/callback")[-1].files
+    assert upload == "your-message.txt"  # the prompt comes back, nothing is lost
 
 
 async def test_message_too_long_for_the_model_is_refused_clearly(fake: FakeDiscord, running: Running) -> None:
