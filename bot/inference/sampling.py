@@ -21,8 +21,8 @@ def sample_batch(
     seen: Sequence[torch.Tensor],
     generators: Sequence[torch.Generator | None],
 ) -> list[int]:
-    """One token per row of ``logits`` (``[batch, vocab]``), each row by its own params."""
-    logits = logits.float()
+    """One token per row of ``logits`` (``[batch, vocab]``), each row by its own params; ``logits`` is left as is."""
+    logits = logits.to(dtype=torch.float32, copy=True)  # the penalty works in place: never on the caller's tensor
     for row, p in enumerate(params):
         if p.repetition_penalty != 1.0 and seen[row].numel():
             apply_repetition_penalty(logits[row], p.repetition_penalty, seen[row])

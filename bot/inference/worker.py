@@ -193,6 +193,7 @@ class LocalBackend:
         waiting: list[_Request] = []
         with torch.inference_mode():
             while True:
+                admitted: list[_Request] = []
                 try:
                     if not self._take_requests(batch, waiting):
                         return
@@ -206,8 +207,11 @@ class LocalBackend:
                         self._decode(batch)
                 except Exception as error:  # the loop must survive anything; fail what was in flight
                     _log.exception("The %s worker failed; failing in-flight requests and carrying on", self.name)
-                    for row in batch.rows:
-                        self._fail(row.request, error)
+                    # Admitted requests that never reached the batch would otherwise wait forever.
+                    in_flight = [row.request for row in batch.rows]
+                    in_flight += [r for r in admitted if r not in in_flight and r in self._live]
+                    for request in in_flight:
+                        self._fail(request, error)
                     batch = _Batch()
 
     def _take_requests(self, batch: _Batch, waiting: list[_Request]) -> bool:
@@ -243,6 +247,12 @@ class LocalBackend:
         request.publish("", 0, FinishReason.ERROR, GenerationError(message))
 
     def _new_row(self, request: _Request) -> _Row:
+        ids = request.prompt.token_ids
+        vocab_size = int(self.loaded.model.get_input_embeddings().num_embeddings)
+        if not ids or not 0 <= min(ids) <= max(ids) < vocab_size:
+            # Checked here: on a GPU the embedding lookup would trip a device-side assert, which
+            # breaks the CUDA context for every later request instead of failing this one.
+            raise ValueError(f"a prompt needs 1 or more token ids, all in [0, {vocab_size})")
         device = self.loaded.device
         generator = None
         if request.params.seed is not None:
@@ -252,15 +262,22 @@ class LocalBackend:
 
     def _admit(self, batch: _Batch, requests: list[_Request]) -> None:
         """Prefill ``requests`` together and merge them into the running batch."""
-        rows = [self._new_row(r) for r in requests]
+        rows: list[_Row] = []
+        for request in requests:
+            try:
+                rows.append(self._new_row(request))
+            except _ERRORS as error:  # an impossible token id, a seed torch cannot take
+                self._fail(request, error)
+        if not rows:
+            return
         try:
             logits, cache, mask = self._prefill(rows)
         except _ERRORS as error:
             if len(rows) == 1:
-                self._fail(requests[0], error)
+                self._fail(rows[0].request, error)
                 return
-            for request in requests:  # find the bad one: each alone
-                self._admit(batch, [request])
+            for row in rows:  # find the bad one: each alone
+                self._admit(batch, [row.request])
             return
         self._merge(batch, rows, cache, mask)
         self._emit(batch, rows, logits)
@@ -313,9 +330,9 @@ class LocalBackend:
         tokens = torch.tensor([[row.next_token] for row in batch.rows], device=mask.device)
         try:
             logits = self._forward(tokens, mask, batch.cache)
-        except _ERRORS:
+        except _ERRORS as error:
             batch.cache = _cache_from(before)  # the failed forward may have grown some layers
-            self._decode_isolating(batch)
+            self._decode_isolating(batch, error)
             return
         batch.mask = mask
         self._emit(batch, batch.rows, logits)
@@ -330,12 +347,17 @@ class LocalBackend:
         )
         return out.logits[:, -1, :]
 
-    def _decode_isolating(self, batch: _Batch) -> None:
+    def _decode_isolating(self, batch: _Batch, error: Exception) -> None:
         """The slow path after a failed step: run halves until each failing row is alone, fail those."""
         assert batch.mask is not None
         layers = _layers_of(batch.cache)
         results: dict[int, tuple[torch.Tensor, Any]] = {}
-        pending = [list(range(len(batch.rows)))]
+        everyone = list(range(len(batch.rows)))
+        if len(everyone) == 1:  # the step that failed was this row alone
+            self._fail(batch.rows[0].request, error)
+            batch.rows, batch.cache, batch.mask = [], None, None
+            return
+        pending = [everyone[: len(everyone) // 2], everyone[len(everyone) // 2 :]]  # the whole batch failed already
         while pending:
             indices = pending.pop()
             where = torch.tensor(indices, device=batch.mask.device)
@@ -345,9 +367,9 @@ class LocalBackend:
             tokens = torch.tensor([[batch.rows[i].next_token] for i in indices], device=mask.device)
             try:
                 logits = self._forward(tokens, mask, cache)
-            except _ERRORS as error:
+            except _ERRORS as failure:
                 if len(indices) == 1:
-                    self._fail(batch.rows[indices[0]].request, error)
+                    self._fail(batch.rows[indices[0]].request, failure)
                 else:
                     pending += [indices[: len(indices) // 2], indices[len(indices) // 2 :]]
                 continue
@@ -377,14 +399,12 @@ class LocalBackend:
 
     def _emit(self, batch: _Batch, rows: Sequence[_Row], logits: torch.Tensor) -> None:
         """Sample the next token of ``rows`` (the last rows of the batch), publish text, drop finished rows."""
-        tokens = sample_batch(
-            logits, [r.request.params for r in rows], [r.seen for r in rows], [r.generator for r in rows]
-        )
+        tokens = self._sample(rows, logits)
         done: set[int] = set()
         offset = len(batch.rows) - len(rows)
         for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             request = row.request
-            if request.cancelled:
+            if request.cancelled or token is None:
                 self._live.discard(request)
                 done.add(offset + index)
                 continue
@@ -393,7 +413,7 @@ class LocalBackend:
             row.next_token = token
             finish: FinishReason | None = None
             text = ""
-            if token in self._eos:
+            if token in self._eos and not request.params.ignore_eos:
                 finish = FinishReason.STOP
             else:
                 text = row.stops.feed(row.decoder.push(token))
@@ -411,6 +431,25 @@ class LocalBackend:
                 request.publish(text, row.generated, finish)
         if done:
             _select(batch, [i for i in range(len(batch.rows)) if i not in done])
+
+    def _sample(self, rows: Sequence[_Row], logits: torch.Tensor) -> list[int | None]:
+        """The next token of each row; ``None`` (and the request failed) where a row's sampling breaks."""
+        try:
+            return list(
+                sample_batch(
+                    logits, [r.request.params for r in rows], [r.seen for r in rows], [r.generator for r in rows]
+                )
+            )
+        except _ERRORS:
+            pass
+        tokens: list[int | None] = []
+        for index, row in enumerate(rows):  # the slow path: one row at a time, so a bad row fails alone
+            try:
+                tokens += sample_batch(logits[index : index + 1], [row.request.params], [row.seen], [row.generator])
+            except _ERRORS as error:
+                self._fail(row.request, error)
+                tokens.append(None)
+        return tokens
 
 
 def _layers_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
