@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=8, help="requests per phase (default 8)")
     bench.add_argument("--prompt-tokens", type=int, default=128, help="prompt length in tokens (default 128)")
     bench.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per request (default 64)")
+    bench.add_argument("--baseline-requests", type=int, help="requests in the one-at-a-time baseline (default: all)")
     bench.add_argument(
         "--random-weights", choices=["llama-7b", "tiny"], help="a LLaMA-shaped model with random weights"
     )

@@ -101,6 +101,8 @@ class InferenceConfig(_Section):
     default_model: str | None = None
     """The variant used when none is named; default: the first ``[[models]]`` entry."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights and compute: ``auto`` is bf16 on CUDA and on CPUs with native bf16 (AMX), else float32."""
     max_batch_size: Annotated[int, Field(gt=0, le=256)] = 8
     max_queued_per_user: Annotated[int, Field(gt=0)] = 3
     """Requests one user may have waiting or running at once."""

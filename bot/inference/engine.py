@@ -47,6 +47,7 @@ def make_backend(variant: ModelConfig, config: Config) -> Backend:
     return LocalBackend(
         variant,
         device=config.inference.device,
+        dtype=config.inference.dtype,
         cache_dir=config.inference.cache_dir,
         max_batch_size=config.inference.max_batch_size,
     )

@@ -105,6 +105,7 @@ class LocalBackend:
         variant: ModelConfig,
         *,
         device: str = "auto",
+        dtype: str = "auto",
         cache_dir: str | Path = "~/.cache/airoboros-bot",
         max_batch_size: int = 8,
         loaded: LoadedModel | None = None,
@@ -113,6 +114,7 @@ class LocalBackend:
         self.variant = variant
         self.max_batch_size = max_batch_size
         self._device_preference = device
+        self._dtype_preference = dtype
         self._cache_dir = cache_dir
         self._loaded = loaded
         self._inbox: queue.Queue[_Request | object] = queue.Queue()
@@ -140,7 +142,11 @@ class LocalBackend:
     async def start(self) -> None:
         if self._loaded is None:
             self._loaded = await asyncio.to_thread(
-                load_model, self.variant, device=self._device_preference, cache_dir=self._cache_dir
+                load_model,
+                self.variant,
+                device=self._device_preference,
+                dtype=self._dtype_preference,
+                cache_dir=self._cache_dir,
             )
         eos = self._loaded.model.generation_config.eos_token_id
         self._eos = {*(eos if isinstance(eos, list) else [eos] if eos is not None else [])}

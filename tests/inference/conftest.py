@@ -33,7 +33,7 @@ def model_cache() -> Path:
 @pytest.fixture(scope="session")
 def embedded(model_cache: Path) -> LoadedModel:
     """The embedded SmolLM2-135M-Instruct in float32 on the CPU."""
-    return load_model(ModelConfig(name="smollm2"), device="cpu", cache_dir=model_cache)
+    return load_model(ModelConfig(name="smollm2"), device="cpu", dtype="float32", cache_dir=model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +109,7 @@ async def seam_backend(
 @pytest.fixture(scope="session")
 def nf4(model_cache: Path) -> LoadedModel:
     """The embedded model quantized to 4-bit nf4 with bitsandbytes."""
-    return load_model(ModelConfig(name="nf4", load_4bit=True), device="cpu", cache_dir=model_cache)
+    return load_model(ModelConfig(name="nf4", load_4bit=True), device="cpu", dtype="float32", cache_dir=model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -130,4 +130,4 @@ def lora_adapter(converted_folder: Path, tmp_path_factory: pytest.TempPathFactor
 def nf4_lora(model_cache: Path, lora_adapter: Path) -> LoadedModel:
     """The nf4 embedded model with the LoRA adapter applied through PEFT (the QLoRA layout)."""
     variant = ModelConfig(name="qlora", load_4bit=True, adapter=str(lora_adapter))
-    return load_model(variant, device="cpu", cache_dir=model_cache)
+    return load_model(variant, device="cpu", dtype="float32", cache_dir=model_cache)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import bitsandbytes as bnb
 import pytest
+import torch
 from peft import PeftModel
 
 from bot.config import ModelConfig
@@ -160,3 +161,14 @@ def test_broken_input_gives_a_clear_model_load_error(make, reason, tmp_path, con
     assert "Traceback" not in message
     cause = failure.value.__cause__
     assert cause is None or type(cause).__name__ not in message, message
+
+
+def test_dtype_choice_follows_the_setting_and_the_hardware() -> None:
+    """An explicit dtype is used as is; auto means bf16 on CUDA and on CPUs with native bf16."""
+    from bot.inference.loading import cpu_has_fast_bf16, pick_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pick_dtype("float32", cuda) is torch.float32
+    assert pick_dtype("bfloat16", cpu) is torch.bfloat16
+    assert pick_dtype("auto", cuda) is torch.bfloat16
+    assert pick_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
