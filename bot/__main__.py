@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.config import EMBEDDED_MODEL, Config, ModelConfig, load_config
 from bot.errors import BotError, ConfigError, PromptError
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         "--random-weights", choices=["llama-7b", "tiny"], help="a LLaMA-shaped model with random weights"
     )
     bench.add_argument("--load-4bit", action="store_true", help="with --random-weights: quantize it to nf4")
+    bench.add_argument("--tokenizer", type=Path, help="with --random-weights: a tokenizer folder (default: embedded)")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
@@ -133,7 +135,11 @@ async def _bench(args: argparse.Namespace) -> int:
         args.concurrency, args.requests, args.prompt_tokens, args.max_new_tokens, args.baseline_requests
     )
     config, variant = bench_config(
-        load_config(args.config), options, random_weights=args.random_weights, load_4bit=args.load_4bit
+        load_config(args.config),
+        options,
+        random_weights=args.random_weights,
+        load_4bit=args.load_4bit,
+        tokenizer=args.tokenizer,
     )
     result = await run_bench(config, options, variant_name=variant or args.variant)
     print_result(result, as_json=args.json)

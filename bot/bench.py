@@ -226,7 +226,12 @@ async def run_bench(config: Config, options: BenchOptions, *, variant_name: str 
 
 
 def bench_config(
-    config: Config, options: BenchOptions, *, random_weights: str | None, load_4bit: bool
+    config: Config,
+    options: BenchOptions,
+    *,
+    random_weights: str | None,
+    load_4bit: bool,
+    tokenizer: Path | None = None,
 ) -> tuple[Config, str | None]:
     """The config to bench: room for every concurrent request plus the late joiner, no caps in the way."""
     inference = config.inference.model_copy(
@@ -241,7 +246,9 @@ def bench_config(
         return config, None
     from bot.inference.random_model import random_weights_model
 
-    variant = random_weights_model(random_weights, Path(config.inference.cache_dir).expanduser(), load_4bit=load_4bit)
+    variant = random_weights_model(
+        random_weights, Path(config.inference.cache_dir).expanduser(), load_4bit=load_4bit, tokenizer=tokenizer
+    )
     return config.model_copy(
         update={"models": [variant], "inference": inference.model_copy(update={"default_model": None})}
     ), variant.name

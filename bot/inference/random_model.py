@@ -35,15 +35,20 @@ SHAPES: dict[str, dict[str, Any]] = {
         "hidden_size": 256,
         "num_hidden_layers": 4,
         "num_attention_heads": 4,
-        "intermediate_size": 688,
+        "intermediate_size": 768,
         "vocab_size": 32000,
         "max_position_embeddings": 2048,
     },
 }
 
 
-def random_weights_model(shape: str, cache_dir: Path, *, load_4bit: bool = False, seed: int = 0) -> ModelConfig:
-    """A variant whose ``path`` holds a random-weight LLaMA of ``shape``, built once in ``cache_dir``."""
+def random_weights_model(
+    shape: str, cache_dir: Path, *, load_4bit: bool = False, tokenizer: Path | None = None, seed: int = 0
+) -> ModelConfig:
+    """A variant whose ``path`` holds a random-weight LLaMA of ``shape``, built once in ``cache_dir``.
+
+    ``tokenizer`` is a tokenizer folder to pair it with (default: the embedded model's).
+    """
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
     target = cache_dir / f"random-{shape}"
@@ -56,10 +61,8 @@ def random_weights_model(shape: str, cache_dir: Path, *, load_4bit: bool = False
             model = LlamaForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
         target.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(target)
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(resolve_model_path(ModelConfig(name="t", path=EMBEDDED_MODEL), cache_dir))
-        )
-        tokenizer.save_pretrained(target)
+        source = tokenizer or resolve_model_path(ModelConfig(name="t", path=EMBEDDED_MODEL), cache_dir)
+        AutoTokenizer.from_pretrained(str(source)).save_pretrained(target)
         del model
     return ModelConfig(
         name=f"random-{shape}", path=str(target), load_4bit=load_4bit, prompt_format="airoboros", context_length=2048

@@ -10,6 +10,7 @@ request is found, so one bad request (OOM included) fails alone and the rest go 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import queue
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, LlamaForCausalLM
 
 from bot.config import ModelConfig
 from bot.core.prompts import Prompt
@@ -31,6 +32,10 @@ from bot.inference.tokenizer import HFTokenizer, IncrementalDecoder
 from bot.inference.types import Chunk, FinishReason, SamplingParams
 
 _log = logging.getLogger(__name__)
+
+# transformers 5.24 renamed the forward argument and output field ``past_key_values`` to ``cache``;
+# older 5.x releases (the GPU image has 5.17) know only the old name.
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
 _CLOSE = object()
 _ERRORS = (RuntimeError, ValueError, IndexError, TypeError)  # torch.OutOfMemoryError is a RuntimeError
 
@@ -303,11 +308,11 @@ class LocalBackend:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            cache=DynamicCache(),
             use_cache=True,
             logits_to_keep=1,
+            **{CACHE_ARGUMENT: DynamicCache()},
         )
-        return out.logits[:, -1, :], out.cache, mask
+        return out.logits[:, -1, :], getattr(out, CACHE_ARGUMENT), mask
 
     @staticmethod
     def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> None:
@@ -348,8 +353,8 @@ class LocalBackend:
             input_ids=tokens,
             attention_mask=mask,
             position_ids=mask.sum(-1, keepdim=True) - 1,
-            cache=cache,
             use_cache=True,
+            **{CACHE_ARGUMENT: cache},
         )
         return out.logits[:, -1, :]
 

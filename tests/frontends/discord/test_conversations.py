@@ -91,6 +91,23 @@ async def test_chat_opens_a_public_thread_and_streams_the_reply(
     )
 
 
+async def test_a_waiting_reply_shows_its_queue_position(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """With the model busy, the next reply's placeholder says where it stands in the queue."""
+    running.chat.engine.variant().scheduler.max_running = 1
+    backend.script = lambda prompt: " ".join(f"w{i}" for i in range(30))
+    backend.delay = 0.05
+    await chat(fake, "first")
+    await fake.wait_for(lambda: fake.threads or None)
+    await chat(fake, "second", user=fake.bob)
+    second = await fake.wait_for(lambda: fake.threads[1] if len(fake.threads) > 1 else None)
+    (reply,) = await final_reply(fake, second.id)
+    versions = [e["content"] for e in reply["edits"]]
+    assert versions[0] == "⏳ queued #1"
+    assert reply["content"] == " ".join(f"w{i}" for i in range(30))
+
+
 async def test_thread_messages_continue_the_conversation_and_survive_a_restart(
     fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path
 ) -> None:
