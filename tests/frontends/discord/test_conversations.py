@@ -175,16 +175,22 @@ async def test_rate_limited_edit_is_retried_and_the_final_text_lands(
     assert any(r.status == 429 for r in fake.requests_to("PATCH", r"/channels/\d+/messages/\d+"))
 
 
-async def test_stop_keeps_the_partial_reply_and_marks_it(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
-) -> None:
-    """Stop cancels the generation; the text so far stays, marked, and is stored as partial."""
+async def long_reply_streaming(fake: FakeDiscord, backend: ScriptedBackend) -> tuple[Any, dict[str, Any]]:
+    """Alice asks for a long reply; returns its thread and first message once text is streaming."""
     backend.script = lambda prompt: " ".join(f"w{i}" for i in range(400))
     backend.delay = 0.05
     await chat(fake, "Talk for a long time.")
     thread = await first_thread(fake)
     placeholder = await fake.wait_for(lambda: (bot_messages(fake, thread.id) or [None])[0])
     await fake.wait_for(lambda: fake.message(placeholder["id"])["content"].startswith("w0") or None)
+    return thread, placeholder
+
+
+async def test_stop_keeps_the_partial_reply_and_marks_it(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """Stop cancels the generation; the text so far stays, marked, and is stored as partial."""
+    thread, placeholder = await long_reply_streaming(fake, backend)
     carol = fake.add_member(fake.guild, "carol")
     refused = await fake.click_button(placeholder["id"], f"airoboros:stop:{fake.alice.id}", user=carol)
     assert (await refused.wait_callback())["data"]["flags"] & 64
@@ -204,12 +210,7 @@ async def test_a_moderator_may_stop_someone_elses_reply(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
     """A member with Manage Messages can press Stop on another person's reply."""
-    backend.script = lambda prompt: " ".join(f"w{i}" for i in range(400))
-    backend.delay = 0.05
-    await chat(fake, "Talk for a long time.")
-    thread = await first_thread(fake)
-    placeholder = await fake.wait_for(lambda: (bot_messages(fake, thread.id) or [None])[0])
-    await fake.wait_for(lambda: fake.message(placeholder["id"])["content"].startswith("w0") or None)
+    thread, placeholder = await long_reply_streaming(fake, backend)
     handle = await fake.click_button(placeholder["id"], f"airoboros:stop:{fake.alice.id}", user=fake.bob)
     assert (await handle.wait_callback())["type"] == 6
     (reply,) = await final_reply(fake, thread.id)
