@@ -69,3 +69,10 @@ class IncrementalDecoder:
             self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
             return full[len(prefix) :]
         return ""
+
+    def flush(self) -> str:
+        """The text still held back (an incomplete character at a length cut shows as U+FFFD)."""
+        prefix = self._tokenizer.decode(self._ids[self._prefix_offset : self._read_offset])
+        full = self._tokenizer.decode(self._ids[self._prefix_offset :])
+        self._prefix_offset = self._read_offset = len(self._ids)
+        return full[len(prefix) :] if len(full) > len(prefix) else ""

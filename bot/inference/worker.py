@@ -75,7 +75,10 @@ class _Request:
     def publish(
         self, text: str, tokens: int, finish: FinishReason | None = None, error: BaseException | None = None
     ) -> None:
-        self.loop.call_soon_threadsafe(self.collector.publish, text, tokens, finish, error)
+        try:
+            self.loop.call_soon_threadsafe(self.collector.publish, text, tokens, finish, error)
+        except RuntimeError:  # the asking event loop is closed: nobody is reading any more
+            self.cancelled = True
 
 
 @dataclass(eq=False)
@@ -435,6 +438,8 @@ class LocalBackend:
                 elif row.generated >= request.params.max_new_tokens or row.length >= self.context_length:
                     finish = FinishReason.LENGTH
             if finish is not None:
+                if finish == FinishReason.LENGTH and not row.stops.stopped:
+                    text += row.stops.feed(row.decoder.flush())
                 text += row.stops.flush()
                 self._live.discard(request)
                 done.add(offset + index)

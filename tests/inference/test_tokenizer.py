@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.inference.loading import LoadedModel
 from bot.inference.tokenizer import IncrementalDecoder
 
 TEXT = "Dragons 🐉 love tea 🍵, naïve café ünïcödé and 日本語!"
@@ -28,3 +29,12 @@ def test_deltas_add_up_to_the_full_decode(embedded):
     decoder = IncrementalDecoder(tokenizer)
 
     assert "".join(decoder.push(token) for token in ids) == tokenizer.decode(ids)
+
+
+def test_flush_returns_what_was_held_back(embedded: LoadedModel) -> None:
+    """A reply cut in the middle of a character still returns the bytes it had."""
+    decoder = IncrementalDecoder(embedded.tokenizer)
+    ids = embedded.tokenizer.encode_plain("ok 🎉")
+    shown = "".join(decoder.push(i) for i in ids[:-1])
+    assert embedded.tokenizer.decode(ids[:-1]).endswith("\ufffd")  # the cut is inside the emoji
+    assert shown + decoder.flush() == embedded.tokenizer.decode(ids[:-1])
