@@ -203,6 +203,20 @@ class LocalBackend:
     # -- worker thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """The thread: serve until closed; if it dies anyway, nobody is left waiting on it."""
+        try:
+            self._serve()
+        finally:
+            if not self._closing:
+                _log.error("The %s worker thread stopped; failing its requests (the next one restarts it)", self.name)
+                while not self._inbox.empty():
+                    item = self._inbox.get_nowait()
+                    if isinstance(item, _Request):
+                        self._live.add(item)
+                for request in list(self._live):
+                    self._fail(request, RuntimeError("the worker thread stopped"))
+
+    def _serve(self) -> None:
         batch = _Batch()
         waiting: list[_Request] = []
         with torch.inference_mode():

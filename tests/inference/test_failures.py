@@ -211,3 +211,23 @@ async def test_close_fails_running_and_queued_requests(embedded, prompt_for):
             await task
     with pytest.raises(GenerationError, match="shutting down"):
         await run(worker, prompt_for(QUESTIONS[2]), greedy_params(4))
+
+
+class WorkerKiller(BaseException):
+    """Not an Exception: nothing in the worker loop catches it, so the thread dies."""
+
+
+async def test_a_dead_worker_thread_fails_its_requests_and_is_restarted(seam_backend: Any, prompt_for: Any) -> None:
+    """If the worker thread dies, its requests fail instead of hanging, and the next request restarts it."""
+    doomed, survivor = prompt_for("Say hi."), prompt_for("Tell me a joke.")
+    marker = next(t for t in doomed.token_ids if t not in survivor.token_ids)
+    worker, _ = await seam_backend(fail_on=marker, during="prefill", error=WorkerKiller)
+    thread = worker._thread
+    with pytest.raises(GenerationError):
+        await run(worker, doomed, greedy_params(4))
+    assert thread is not None
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    stream = await run(worker, survivor, greedy_params(4))
+    assert stream.text
+    assert worker._thread is not thread
