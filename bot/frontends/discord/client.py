@@ -28,8 +28,8 @@ def bot_intents() -> discord.Intents:
     return intents
 
 
-class AiroborosBot(commands.Bot):
-    """The bot: slash commands and message handling live in cogs; resources are passed in."""
+class AiroborosBot(commands.AutoShardedBot):
+    """The bot (sharded automatically for many guilds): commands and messages live in cogs; resources are passed in."""
 
     def __init__(self, *, chat: ChatService, settings: DiscordConfig, **options: Any) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
