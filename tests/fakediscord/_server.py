@@ -338,17 +338,36 @@ class FakeDiscord:
         """
         user, channel, guild = self._context(user, channel_id, guild_id)
         path = name.split()
-        command = self._state.find_command(path[0], guild.id if guild else None, CommandType.CHAT_INPUT)
+        return await self._run_command(
+            path[0],
+            CommandType.CHAT_INPUT,
+            user,
+            channel,
+            guild,
+            build_data=lambda command: _commands.chat_input_data(self._state, command, path[1:], options or {}, guild),
+        )
+
+    async def _run_command(
+        self,
+        name: str,
+        command_type: int,
+        user: FakeUser,
+        channel: FakeChannel,
+        guild: FakeGuild | None,
+        *,
+        build_data: Callable[[Any], dict[str, Any]],
+    ) -> InteractionHandle:
+        """Find a synced command, check the user may run it, and dispatch its interaction."""
+        command = self._state.find_command(name, guild.id if guild else None, command_type)
         self._check_command_allowed(command.payload, user, guild)
-        data = _commands.chat_input_data(self._state, command, path[1:], options or {}, guild)
         handle = InteractionHandle(
             self._state,
             type=InteractionType.APPLICATION_COMMAND,
-            data=data,
+            data=build_data(command),
             user=user,
             channel=channel,
             command_name=command.name,
-            command_type=CommandType.CHAT_INPUT,
+            command_type=command_type,
         )
         return await self._dispatch_interaction(handle)
 
@@ -358,43 +377,31 @@ class FakeDiscord:
         """Run the message context-menu command ``name`` on a message."""
         target = self._state.message(None, target_message_id)
         user, channel, guild = self._context(user, target.channel_id, None)
-        command = self._state.find_command(name, guild.id if guild else None, CommandType.MESSAGE)
-        self._check_command_allowed(command.payload, user, guild)
-        data = _commands.context_menu_data(
-            self._state, command, message_payload(self._state, target), target.id, "messages"
+        return await self._run_command(
+            name,
+            CommandType.MESSAGE,
+            user,
+            channel,
+            guild,
+            build_data=lambda command: _commands.context_menu_data(
+                self._state, command, message_payload(self._state, target), target.id, "messages"
+            ),
         )
-        handle = InteractionHandle(
-            self._state,
-            type=InteractionType.APPLICATION_COMMAND,
-            data=data,
-            user=user,
-            channel=channel,
-            command_name=command.name,
-            command_type=CommandType.MESSAGE,
-        )
-        return await self._dispatch_interaction(handle)
 
     async def invoke_user_command(
         self, name: str, target: FakeUser, *, user: FakeUser | None = None, channel_id: int | str | None = None
     ) -> InteractionHandle:
         """Run the user context-menu command ``name`` on ``target``."""
         user, channel, guild = self._context(user, channel_id, None)
-        command = self._state.find_command(name, guild.id if guild else None, CommandType.USER)
-        self._check_command_allowed(command.payload, user, guild)
-        data = _commands.context_menu_data(self._state, command, user_payload(target), target.id, "users")
-        if guild is not None and target.id in guild.members:
-            member = member_payload(self._state, guild.members[target.id], with_user=False, with_permissions=True)
-            data["resolved"]["members"] = {str(target.id): member}
-        handle = InteractionHandle(
-            self._state,
-            type=InteractionType.APPLICATION_COMMAND,
-            data=data,
-            user=user,
-            channel=channel,
-            command_name=command.name,
-            command_type=CommandType.USER,
-        )
-        return await self._dispatch_interaction(handle)
+
+        def data_for(command: Any) -> dict[str, Any]:
+            data = _commands.context_menu_data(self._state, command, user_payload(target), target.id, "users")
+            if guild is not None and target.id in guild.members:
+                member = member_payload(self._state, guild.members[target.id], with_user=False, with_permissions=True)
+                data["resolved"]["members"] = {str(target.id): member}
+            return data
+
+        return await self._run_command(name, CommandType.USER, user, channel, guild, build_data=data_for)
 
     async def click_button(
         self, message_id: int | str, custom_id: str, *, user: FakeUser | None = None
