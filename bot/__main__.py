@@ -93,8 +93,8 @@ def _chat_config(args: argparse.Namespace) -> tuple[Config, str | None]:
 
 async def _chat(args: argparse.Namespace) -> int:
     from bot.core.chat import ChatOptions, ChatService
+    from bot.core.engine import Engine
     from bot.frontends.terminal import run_chat
-    from bot.inference.engine import Engine
     from bot.store import Store
 
     config, variant = _chat_config(args)

@@ -28,9 +28,8 @@ from typing import Any
 from tqdm import tqdm
 
 from bot.config import Config
-from bot.core.prompts import Prompt
-from bot.inference.engine import Engine, Variant
-from bot.inference.types import SamplingParams
+from bot.core.engine import Engine, Variant
+from bot.inference.types import Prompt, SamplingParams
 
 SEED_TEXT = (
     "The quick brown fox jumps over the lazy dog while the farmer counts his sheep and the "

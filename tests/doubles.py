@@ -6,11 +6,9 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable
 
 from bot.config import Config
-from bot.core.prompts import Prompt
-from bot.core.tokens import Tokenizer
+from bot.core.engine import Engine
 from bot.errors import GenerationError
-from bot.inference.engine import Engine
-from bot.inference.types import Chunk, FinishReason, SamplingParams
+from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams, Tokenizer
 
 Script = Callable[[Prompt], str]
 

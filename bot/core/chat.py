@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.config import GenerationConfig
+from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
 from bot.errors import BotError, GenerationError, PromptError
-from bot.inference.engine import Engine, Variant
 from bot.inference.scheduler import Ticket
 from bot.inference.types import FinishReason, SamplingParams
 from bot.store import MessageStatus, Role, Store, StoredMessage

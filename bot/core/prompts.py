@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bot.core.messages import ChatMessage, Dialogue, Role
-from bot.core.tokens import Tokenizer
 from bot.errors import PromptError, PromptTooLongError
+from bot.inference.types import Prompt, Tokenizer
 
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
@@ -37,19 +37,6 @@ class Turn:
 
     role: Role
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Prompt:
-    """A rendered prompt: the exact string, its token ids, and where generation must stop."""
-
-    text: str
-    token_ids: tuple[int, ...]
-    stop: tuple[str, ...]
-    dropped_turns: int = 0
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
 
 
 class PromptFormat(ABC):

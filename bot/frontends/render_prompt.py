@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import Config
 from bot.core.messages import ChatMessage, Dialogue
-from bot.core.prompts import Prompt
 from bot.errors import PromptError
+from bot.inference.types import Prompt
 
 
 class _Message(BaseModel):
@@ -52,7 +52,7 @@ def read_dialogue(source: str) -> Dialogue:
 
 def render(config: Config, dialogue: Dialogue, *, variant: str | None, prompt_format: str | None) -> Prompt:
     """Build the prompt for ``dialogue`` with the variant's real tokenizer and budget."""
-    from bot.inference.engine import make_builder
+    from bot.core.engine import make_builder
     from bot.inference.loading import load_tokenizer
 
     model = config.model(variant) if variant else config.default_model

@@ -49,11 +49,10 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.errors import BotError, GenerationError, ModelLoadError
 from bot.inference.stops import StopMatcher
 from bot.inference.tokenizer import HFTokenizer
-from bot.inference.types import Chunk, FinishReason, SamplingParams
+from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams
 
 _log = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from types import TracebackType
 
-from bot.core.prompts import Prompt
 from bot.errors import BusyError
-from bot.inference.types import Backend, Chunk, SamplingParams
+from bot.inference.types import Backend, Chunk, Prompt, SamplingParams
 
 
 class Ticket:

@@ -1,4 +1,4 @@
-"""The Hugging Face tokenizer behind the core's :class:`~bot.core.tokens.Tokenizer` protocol."""
+"""The Hugging Face tokenizer behind the :class:`~bot.inference.types.Tokenizer` protocol."""
 
 from __future__ import annotations
 

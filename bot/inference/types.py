@@ -1,14 +1,50 @@
-"""Values that cross the async/device boundary; no torch here."""
+"""Values that cross the async/device boundary, and the protocols on either side of it; no torch here."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.core.prompts import Prompt
-from bot.core.tokens import Tokenizer
+
+class Tokenizer(Protocol):
+    """What prompt building needs from a model's tokenizer."""
+
+    @property
+    def special_tokens(self) -> frozenset[str]:
+        """Every string the tokenizer would turn into a special (added) token."""
+        ...
+
+    @property
+    def bos_token_ids(self) -> list[int]:
+        """The ids the tokenizer puts before a whole prompt (``[bos]`` for LLaMA, often none)."""
+        ...
+
+    def special_token_id(self, token: str) -> int:
+        """The id of one special token string."""
+        ...
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Tokenize ``text`` with no BOS/EOS added and special-token strings kept as plain text."""
+        ...
+
+    def render_chat_template(self, messages: Sequence[dict[str, str]], *, continue_final_message: bool) -> str:
+        """The tokenizer's own ``chat_template`` applied to ``messages`` (with a generation prompt)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A rendered prompt: the exact string, its token ids, and where generation must stop."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    stop: tuple[str, ...]
+    dropped_turns: int = 0
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
 
 
 @dataclass(frozen=True, slots=True)

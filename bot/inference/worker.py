@@ -23,13 +23,12 @@ import torch
 from transformers import DynamicCache, LlamaForCausalLM
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.errors import BotError, GenerationError
 from bot.inference.loading import LoadedModel, load_model
 from bot.inference.sampling import sample_batch
 from bot.inference.stops import StopMatcher
 from bot.inference.tokenizer import HFTokenizer, IncrementalDecoder
-from bot.inference.types import Chunk, FinishReason, SamplingParams
+from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams
 
 _log = logging.getLogger(__name__)
 

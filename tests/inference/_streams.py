@@ -8,9 +8,8 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from bot.core.prompts import Prompt
 from bot.inference.tokenizer import HFTokenizer
-from bot.inference.types import Chunk, FinishReason, SamplingParams
+from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams
 from bot.inference.worker import LocalBackend
 
 REFERENCE_TOKENS = 24

@@ -17,8 +17,9 @@ import torch
 
 from bot.config import ModelConfig
 from bot.core.messages import ChatMessage, Dialogue
-from bot.core.prompts import Prompt, PromptBuilder, make_format
+from bot.core.prompts import PromptBuilder, make_format
 from bot.inference.loading import LoadedModel, load_model, resolve_model_path
+from bot.inference.types import Prompt
 from bot.inference.worker import LocalBackend
 from tests.inference._seam import SeamModel
 from tests.inference._streams import REFERENCE_TOKENS, Expected, expected_from

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.errors import GenerationError
-from bot.inference.types import SamplingParams
+from bot.inference.types import Prompt, SamplingParams
 from bot.inference.worker import LocalBackend
 from tests.inference._streams import WAIT_S, finished, greedy_params, run, start
 

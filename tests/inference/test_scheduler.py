@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.core.prompts import Prompt
 from bot.errors import BusyError
 from bot.inference.scheduler import Scheduler, Ticket
-from bot.inference.types import SamplingParams
+from bot.inference.types import Prompt, SamplingParams
 from tests.doubles import ScriptedBackend
 
 PROMPT = Prompt("p", (1, 2, 3), ())

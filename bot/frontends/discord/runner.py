@@ -15,9 +15,9 @@ import discord
 
 from bot.config import Config
 from bot.core.chat import ChatService
+from bot.core.engine import Engine
 from bot.frontends.discord.client import AiroborosBot
 from bot.frontends.discord.endpoints import configure_endpoints
-from bot.inference.engine import Engine
 from bot.store import Store
 
 _log = logging.getLogger(__name__)

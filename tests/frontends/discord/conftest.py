@@ -14,9 +14,9 @@ from discord.http import HTTPClient, Route
 
 from bot.config import Config, DiscordConfig
 from bot.core.chat import ChatService
+from bot.core.engine import Engine
 from bot.frontends.discord.client import AiroborosBot
 from bot.frontends.discord.endpoints import configure_endpoints
-from bot.inference.engine import Engine
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.inference.remote import OpenAIBackend
 from bot.inference.tokenizer import HFTokenizer
+from bot.inference.types import Prompt
 from tests.inference.remote._fake_vllm import MODEL, FakeVLLM
 
 

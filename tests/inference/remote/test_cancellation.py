@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from bot.core.prompts import Prompt
 from bot.errors import GenerationError
 from bot.inference.remote import OpenAIBackend
-from bot.inference.types import Chunk, SamplingParams
+from bot.inference.types import Chunk, Prompt, SamplingParams
 from tests.inference.remote._fake_vllm import FakeVLLM, Reply, token
 
 

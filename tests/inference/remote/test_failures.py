@@ -8,10 +8,9 @@ import aiohttp
 import pytest
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.errors import GenerationError
 from bot.inference.remote import OpenAIBackend
-from bot.inference.types import SamplingParams
+from bot.inference.types import Prompt, SamplingParams
 from tests.inference.remote._fake_vllm import DONE, FakeVLLM, Reply, event, stream, token
 from tests.inference.remote._util import collect, free_port, text_of
 from tests.inference.remote.conftest import MakeBackend

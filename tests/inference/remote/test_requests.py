@@ -8,10 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.errors import GenerationError
 from bot.inference.remote import OpenAIBackend
-from bot.inference.types import SamplingParams
+from bot.inference.types import Prompt, SamplingParams
 from tests.inference.remote._fake_vllm import MODEL, FakeVLLM
 from tests.inference.remote._util import collect
 from tests.inference.remote.conftest import MakeBackend

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from bot.core.prompts import Prompt
 from bot.inference.remote import OpenAIBackend
-from bot.inference.types import FinishReason, SamplingParams
+from bot.inference.types import FinishReason, Prompt, SamplingParams
 from tests.inference.remote._fake_vllm import DONE, FakeVLLM, Reply, stream, token, usage
 from tests.inference.remote._util import collect, text_of
 

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import ModelConfig
-from bot.core.prompts import Prompt
 from bot.errors import GenerationError
 from bot.inference.tokenizer import HFTokenizer
-from bot.inference.types import FinishReason, SamplingParams
+from bot.inference.types import FinishReason, Prompt, SamplingParams
 from tests.inference.remote._util import collect, free_port, text_of
 from tests.inference.remote.conftest import MakeBackend
 

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 from bot.config import Config, ModelConfig
 from bot.core.prompts import PromptBuilder, make_format
-from bot.core.tokens import Tokenizer
 from bot.errors import ConfigError
 from bot.inference.scheduler import Scheduler
-from bot.inference.types import Backend
+from bot.inference.types import Backend, Tokenizer
 
 _log = logging.getLogger(__name__)
 
