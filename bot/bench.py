@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bot.config import Config
+from bot.config import Config, cache_path
 from bot.core.engine import Engine, Variant
 from bot.inference.types import Prompt, SamplingParams
 
@@ -246,7 +246,7 @@ def bench_config(
     from bot.inference.random_model import random_weights_model
 
     variant = random_weights_model(
-        random_weights, Path(config.inference.cache_dir).expanduser(), load_4bit=load_4bit, tokenizer=tokenizer
+        random_weights, cache_path(config.inference.cache_dir), load_4bit=load_4bit, tokenizer=tokenizer
     )
     return config.model_copy(
         update={"models": [variant], "inference": inference.model_copy(update={"default_model": None})}

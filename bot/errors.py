@@ -5,11 +5,13 @@ Every domain error carries the short text a user is shown; frontends print or se
 
     BotError
     ├── ConfigError            the config file is missing or invalid (exit code 2)
+    │   └── TokenError         DISCORD_TOKEN is missing or Discord refused it (exit code 2)
     ├── ModelLoadError         model files missing, broken or unsupported
     ├── PromptError
     │   └── PromptTooLongError a message cannot fit the model's context window
     ├── BusyError              the scheduler's per-user or global cap is reached
     ├── GenerationError        the model failed while answering one request (OOM included)
+    │   └── ShuttingDownError  the backend closed under a request
     └── StoreError             the database refused an operation
 """
 
@@ -22,6 +24,10 @@ class BotError(Exception):
 
 class ConfigError(BotError):
     """The configuration file is missing, unreadable or invalid."""
+
+
+class TokenError(ConfigError):
+    """The Discord token (``DISCORD_TOKEN``) is missing, or Discord rejected it or could not be asked."""
 
 
 class ModelLoadError(BotError):
@@ -50,6 +56,13 @@ class BusyError(BotError):
 
 class GenerationError(BotError):
     """The model failed while generating one reply."""
+
+
+class ShuttingDownError(GenerationError):
+    """The backend is closing: requests in flight or arriving now end with this."""
+
+    def __init__(self) -> None:
+        super().__init__("The bot is shutting down; please try again.")
 
 
 class StoreError(BotError):

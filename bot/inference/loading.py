@@ -3,6 +3,11 @@
 Nothing is downloaded: every path must exist locally (``HF_HUB_OFFLINE`` is set before
 transformers is imported). GGUF files are dequantized once and kept as safetensors in
 the cache folder, so the second start is fast.
+
+The context window has one rule for the model and for the tokenizer alone: the variant's
+``context_length`` if set, else the model config's ``max_position_embeddings``; a model whose
+config does not say is a :class:`ModelLoadError` asking for ``context_length`` (no guess: a
+wrong window either wastes the model's context or overflows it).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from bot.config import EMBEDDED_MODEL, ModelConfig
+from bot.config import EMBEDDED_MODEL, ModelConfig, cache_path
 from bot.errors import ModelLoadError
 from bot.inference.tokenizer import HFTokenizer
 
@@ -134,10 +139,13 @@ def load_model(
     *,
     device: str = "auto",
     dtype: str = "auto",
-    cache_dir: str | Path = "~/.cache/airoboros-bot",
+    cache_dir: str | Path | None = None,
 ) -> LoadedModel:
-    """Load ``variant`` as configured; every failure is a :class:`ModelLoadError` with the reason."""
-    cache = Path(cache_dir).expanduser()
+    """Load ``variant`` as configured; every failure is a :class:`ModelLoadError` with the reason.
+
+    ``cache_dir`` defaults to :func:`~bot.config.default_cache_dir`.
+    """
+    cache = cache_path(cache_dir)
     target = pick_device(device)
     try:
         path = resolve_model_path(variant, cache)
@@ -163,7 +171,7 @@ def load_model(
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    context = variant.context_length or int(getattr(model.config, "max_position_embeddings", 2048))
+    context = context_window(variant, model.config, path)
     _log.info(
         "Loaded model %s from %s on %s (4-bit: %s, adapter: %s, transformers %s)",
         variant.name, path, target, variant.load_4bit, variant.adapter, transformers.__version__,
@@ -184,26 +192,52 @@ def _apply_adapter(model: Any, variant: ModelConfig) -> Any:
         raise ModelLoadError(f"model {variant.name!r}: cannot load the adapter from {adapter}: {error}") from error
 
 
-def load_tokenizer(
-    variant: ModelConfig, *, cache_dir: str | Path = "~/.cache/airoboros-bot"
-) -> tuple[HFTokenizer, int]:
-    """Only the tokenizer and the context window of ``variant`` (for rendering prompts without the model)."""
+def context_window(variant: ModelConfig, config: Any, folder: Path) -> int:
+    """The context window of ``variant``: its ``context_length``, else ``config``'s ``max_position_embeddings``.
+
+    ``config`` is the model's transformers config read from ``folder`` (``None`` if it has none);
+    a model whose config does not say is a :class:`ModelLoadError` naming the key to set.
+    """
+    if variant.context_length is not None:
+        return variant.context_length
+    try:
+        # Multimodal configs keep the language model's settings in a text config.
+        return int(config.get_text_config().max_position_embeddings)
+    except (AttributeError, TypeError, ValueError):
+        raise ModelLoadError(
+            f"model {variant.name!r}: {folder} has no config.json with max_position_embeddings; set context_length"
+        ) from None
+
+
+def load_tokenizer(variant: ModelConfig, *, cache_dir: str | Path | None = None) -> tuple[HFTokenizer, int]:
+    """Only the tokenizer and the context window of ``variant``, without the weights (a blocking call).
+
+    The tokenizer comes from ``variant.tokenizer`` if set (a remote model's local tokenizer
+    folder), else from the model itself (GGUF files and the embedded model are converted into
+    ``cache_dir``, default :func:`~bot.config.default_cache_dir`). The window follows
+    :func:`context_window`; with ``context_length`` set no model config is read at all.
+    """
     from transformers import AutoConfig
 
+    folder = Path(variant.tokenizer if variant.tokenizer is not None else variant.path).expanduser()
     try:
-        path = (
-            Path(variant.tokenizer).expanduser()
-            if variant.tokenizer
-            else resolve_model_path(variant, Path(cache_dir).expanduser())
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        context = variant.context_length or int(
-            getattr(AutoConfig.from_pretrained(str(path)), "max_position_embeddings", 2048)
-        )
+        if variant.tokenizer is None:
+            folder = resolve_model_path(variant, cache_path(cache_dir))
+        elif not folder.is_dir():
+            raise ModelLoadError(f"model {variant.name!r}: tokenizer folder {folder} does not exist")
+        tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(str(folder)))
     except ModelLoadError:
         raise
     except _LOAD_ERRORS as error:
-        raise ModelLoadError(
-            f"model {variant.name!r}: cannot load the tokenizer from {variant.path}: {error}"
-        ) from error
-    return HFTokenizer(tokenizer), context
+        raise ModelLoadError(f"model {variant.name!r}: cannot load a tokenizer from {folder}: {error}") from error
+    if variant.context_length is not None:
+        return tokenizer, variant.context_length
+    config = None
+    if (folder / "config.json").is_file():  # a bare tokenizer folder has none: context_window says what to set
+        try:
+            config = AutoConfig.from_pretrained(str(folder))
+        except _LOAD_ERRORS as error:
+            raise ModelLoadError(
+                f"model {variant.name!r}: cannot read {folder / 'config.json'}: {error}; set context_length"
+            ) from error
+    return tokenizer, context_window(variant, config, folder)

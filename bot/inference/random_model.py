@@ -43,18 +43,28 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 
 def random_weights_model(
-    shape: str, cache_dir: Path, *, load_4bit: bool = False, tokenizer: Path | None = None, seed: int = 0
+    shape: str,
+    cache_dir: Path,
+    *,
+    load_4bit: bool = False,
+    tokenizer: Path | None = None,
+    vocab_size: int | None = None,
+    seed: int = 0,
 ) -> ModelConfig:
     """A variant whose ``path`` holds a random-weight LLaMA of ``shape``, built once in ``cache_dir``.
 
-    ``tokenizer`` is a tokenizer folder to pair it with (default: the embedded model's).
+    ``tokenizer`` is a tokenizer folder to pair it with (default: the embedded model's);
+    ``vocab_size`` replaces the shape's, so that every id the model can pick is one the
+    tokenizer knows (a small test tokenizer), and names its own folder.
     """
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
-    target = cache_dir / f"random-{shape}"
+    name = f"random-{shape}" if vocab_size is None else f"random-{shape}-vocab{vocab_size}"
+    target = cache_dir / name
     if not (target / "config.json").is_file():
         _log.info("Building a random-weight %s model in %s (once)", shape, target)
-        config = LlamaConfig(**SHAPES[shape], rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+        dimensions = SHAPES[shape] if vocab_size is None else {**SHAPES[shape], "vocab_size": vocab_size}
+        config = LlamaConfig(**dimensions, rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, pad_token_id=0)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         torch.manual_seed(seed)
         with torch.device(device):
@@ -64,6 +74,4 @@ def random_weights_model(
         source = tokenizer or resolve_model_path(ModelConfig(name="t", path=EMBEDDED_MODEL), cache_dir)
         AutoTokenizer.from_pretrained(str(source)).save_pretrained(target)
         del model
-    return ModelConfig(
-        name=f"random-{shape}", path=str(target), load_4bit=load_4bit, prompt_format="airoboros", context_length=2048
-    )
+    return ModelConfig(name=name, path=str(target), load_4bit=load_4bit, prompt_format="airoboros", context_length=2048)

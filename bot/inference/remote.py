@@ -48,8 +48,8 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.config import ModelConfig
-from bot.errors import BotError, GenerationError, ModelLoadError
+from bot.config import ModelConfig, cache_path
+from bot.errors import BotError, GenerationError, ModelLoadError, ShuttingDownError
 from bot.inference.stops import StopMatcher
 from bot.inference.tokenizer import HFTokenizer
 from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams
@@ -63,8 +63,6 @@ _TAIL_TIMEOUT = 5.0
 """After the finish reason, how long to wait for the usage event and ``[DONE]``."""
 _MAX_ERROR_BYTES = 65536
 _MAX_MESSAGE_CHARS = 300
-_SHUTTING_DOWN = "The bot is shutting down; please try again."
-_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, ImportError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,31 +250,11 @@ def _error_message(body: bytes, reason: str | None) -> str:
 
 
 def _load_tokenizer(variant: ModelConfig, cache_dir: Path) -> tuple[HFTokenizer, int]:
-    """The local tokenizer for ``variant`` and its context window (a blocking call)."""
-    from bot.inference.loading import resolve_model_path  # sets HF_HUB_OFFLINE before transformers loads
+    """The local tokenizer for ``variant`` and its context window (a blocking call); see ``load_tokenizer``."""
+    # Imported here: loading sets HF_HUB_OFFLINE before transformers loads, and brings torch with it.
+    from bot.inference.loading import load_tokenizer
 
-    if variant.tokenizer is not None:
-        folder = Path(variant.tokenizer).expanduser()
-        if not folder.is_dir():
-            raise ModelLoadError(f"model {variant.name!r}: tokenizer folder {folder} does not exist")
-    else:
-        folder = resolve_model_path(variant, cache_dir)
-    from transformers import AutoConfig, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except _LOAD_ERRORS as error:
-        raise ModelLoadError(f"model {variant.name!r}: cannot load a tokenizer from {folder}: {error}") from error
-    if variant.context_length is not None:
-        return HFTokenizer(tokenizer), variant.context_length
-    try:
-        config = AutoConfig.from_pretrained(str(folder)).get_text_config()
-        context = int(config.max_position_embeddings)
-    except (*_LOAD_ERRORS, AttributeError):
-        raise ModelLoadError(
-            f"model {variant.name!r}: {folder} has no config.json with max_position_embeddings; set context_length"
-        ) from None
-    return HFTokenizer(tokenizer), context
+    return load_tokenizer(variant, cache_dir=cache_dir)
 
 
 class OpenAIBackend:
@@ -291,7 +269,7 @@ class OpenAIBackend:
         self,
         variant: ModelConfig,
         *,
-        cache_dir: str | Path = "~/.cache/airoboros-bot",
+        cache_dir: str | Path | None = None,
         max_batch_size: int = 8,
         send_token_ids: bool = True,
         session: aiohttp.ClientSession | None = None,
@@ -305,7 +283,7 @@ class OpenAIBackend:
         self.max_batch_size = max_batch_size
         self.send_token_ids = send_token_ids
         self.url = variant.base_url.rstrip("/") + "/completions"
-        self._cache_dir = Path(cache_dir).expanduser()
+        self._cache_dir = cache_path(cache_dir)
         self._session = session
         self._owns_session = False
         self._timeout = timeout
@@ -390,7 +368,7 @@ class OpenAIBackend:
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         """Stream the reply to ``prompt``; see :class:`~bot.inference.types.Backend`."""
         if self._closing:
-            raise GenerationError(_SHUTTING_DOWN)
+            raise ShuttingDownError()
         if self._session is None:
             raise BotError(f"model {self.name!r} is not started yet")
         if len(prompt) >= self.context_length:
@@ -409,7 +387,7 @@ class OpenAIBackend:
                 raise self._failure(error) from None
             except GenerationError:
                 if self._closing:
-                    raise GenerationError(_SHUTTING_DOWN) from None
+                    raise ShuttingDownError() from None
                 raise
         finally:
             if response is not None:
@@ -447,7 +425,7 @@ class OpenAIBackend:
                 reply.apply(event)
         if reply.finish is None:
             if self._closing:
-                raise GenerationError(_SHUTTING_DOWN)
+                raise ShuttingDownError()
             _log.warning("The stream from %s for model %s ended without a finish reason", self.url, self.name)
             raise GenerationError("The model server ended the reply early; please try again.")
         if not reply.stopped_here:
@@ -468,7 +446,7 @@ class OpenAIBackend:
 
     def _failure(self, error: BaseException) -> GenerationError:
         if self._closing:
-            return GenerationError(_SHUTTING_DOWN)
+            return ShuttingDownError()
         # Only the class and str(): an aiohttp error's repr can hold the request headers, API key included.
         _log.warning("Request to %s for model %s failed: %s: %s", self.url, self.name, type(error).__name__, error)
         if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL):

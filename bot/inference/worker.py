@@ -23,7 +23,7 @@ import torch
 from transformers import DynamicCache, LlamaForCausalLM
 
 from bot.config import ModelConfig
-from bot.errors import BotError, GenerationError
+from bot.errors import BotError, GenerationError, ShuttingDownError
 from bot.inference.loading import LoadedModel, load_model
 from bot.inference.sampling import sample_batch
 from bot.inference.stops import StopMatcher
@@ -113,7 +113,7 @@ class LocalBackend:
         *,
         device: str = "auto",
         dtype: str = "auto",
-        cache_dir: str | Path = "~/.cache/airoboros-bot",
+        cache_dir: str | Path | None = None,
         max_batch_size: int = 8,
         loaded: LoadedModel | None = None,
     ) -> None:
@@ -167,7 +167,7 @@ class LocalBackend:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         for request in list(self._live):
-            request.publish("", 0, FinishReason.ERROR, GenerationError("The bot is shutting down; please try again."))
+            request.publish("", 0, FinishReason.ERROR, ShuttingDownError())
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -179,7 +179,7 @@ class LocalBackend:
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         """Stream the reply to ``prompt``; see :class:`~bot.inference.types.Backend`."""
         if self._closing:
-            raise GenerationError("The bot is shutting down; please try again.")
+            raise ShuttingDownError()
         if len(prompt) >= self.context_length:
             raise GenerationError("The prompt fills the whole context window.")
         self._ensure_thread()
@@ -285,7 +285,9 @@ class LocalBackend:
         if request.params.seed is not None:
             generator = torch.Generator(device=device).manual_seed(request.params.seed)
         seen = torch.tensor(request.prompt.token_ids, dtype=torch.long, device=device)
-        return _Row(request, IncrementalDecoder(self.tokenizer), StopMatcher(request.prompt.stop), generator, seen)
+        # The decoder starts from the prompt's tail, so the first token decodes as it does after it (LLaMA's spaces).
+        decoder = IncrementalDecoder(self.tokenizer, request.prompt.token_ids)
+        return _Row(request, decoder, StopMatcher(request.prompt.stop), generator, seen)
 
     def _admit(self, batch: _Batch, requests: list[_Request]) -> None:
         """Prefill ``requests`` together and merge them into the running batch."""

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from bot.inference.types import FinishReason, SamplingParams
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bot.config import ModelConfig
+from bot.core.messages import ChatMessage, Dialogue
+from bot.core.prompts import PromptBuilder, make_format
+from bot.inference.loading import LoadedModel, load_model
+from bot.inference.random_model import random_weights_model
+from bot.inference.tokenizer import HFTokenizer
+from bot.inference.types import FinishReason, Prompt, SamplingParams
+from bot.inference.worker import LocalBackend
 from tests.inference._streams import finished, greedy_params, run, start
 
 CAPITAL = "What is the capital of France?"  # greedy: "The capital of France is Paris." then EOS (8 tokens)
@@ -124,3 +139,94 @@ async def test_sampling_settings_are_per_row(backend, prompt_for, greedy):
     await finished(greedy_task, *sampled)
 
     assert greedy_stream.matches(greedy(prompt, 24))
+
+
+# -- a LLaMA-1-style tokenizer: Continue keeps the space before the first new word ---------------
+
+CONTINUED = "one two three four"
+CHAIN = ("▁four", "▁five", "▁six", "▁", "<0xF0>", "<0x9F>", "<0x90>", "<0x89>", "▁seven", "</s>")
+"""What the tiny LLaMA below writes greedily: each token's successor; ``▁`` and four bytes make " 🐉"."""
+
+
+def _follow(model: Any, chain: Sequence[int]) -> None:
+    """Rewire ``model`` so that its greedy choice after each token of ``chain`` is the next one.
+
+    With attention and MLP outputs zeroed, the last hidden state is the current token's embedding
+    (normalized), so an output row equal to that embedding's direction wins by a wide margin.
+    """
+    assert not model.config.tie_word_embeddings  # the output rows are rewritten below
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embeddings, head = model.get_input_embeddings().weight, model.lm_head.weight
+        head.zero_()
+        for token, following in itertools.pairwise(chain):
+            head[following] = embeddings[token] / embeddings[token].norm()
+
+
+@pytest.fixture(scope="module")
+def llama_chain(
+    llama_tokenizer_folder: Path, llama_tokenizer: HFTokenizer, tmp_path_factory: pytest.TempPathFactory
+) -> LoadedModel:
+    """A tiny LLaMA over the LLaMA-style tokenizer that writes :data:`CHAIN` greedily, loaded the bot's way."""
+    cache = tmp_path_factory.mktemp("models")
+    vocab = len(llama_tokenizer.hf)
+    variant = random_weights_model("tiny", cache, tokenizer=llama_tokenizer_folder, vocab_size=vocab)
+    loaded = load_model(variant, device="cpu", dtype="float32", cache_dir=cache)
+    _follow(loaded.model, loaded.tokenizer.hf.convert_tokens_to_ids(list(CHAIN)))
+    return loaded
+
+
+@pytest.fixture
+async def llama_backend(llama_chain: LoadedModel) -> AsyncIterator[LocalBackend]:
+    """A started worker over the tiny LLaMA."""
+    worker = LocalBackend(ModelConfig(name="llama", context_length=2048), loaded=llama_chain)
+    await worker.start()
+    yield worker
+    await worker.close()
+
+
+def continue_prompt(tokenizer: HFTokenizer) -> Prompt:
+    """The airoboros prompt that asks the model to go on with its reply "one two three four"."""
+    builder = PromptBuilder(make_format("airoboros", tokenizer, "A chat."), tokenizer, context_length=2048)
+    turns = (ChatMessage("user", "Count to six."), ChatMessage("assistant", CONTINUED))
+    return builder.build(Dialogue(None, turns, continue_last=True), max_new_tokens=24)
+
+
+def reference(loaded: LoadedModel, prompt: Prompt, max_new_tokens: int) -> list[int]:
+    """The tokens transformers' own greedy ``generate`` writes after ``prompt``."""
+    ids = torch.tensor([prompt.token_ids])
+    with torch.inference_mode():
+        out = loaded.model.generate(
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens
+        )
+    return list(out[0, ids.shape[1] :].tolist())
+
+
+async def test_continue_with_llama_tokenizer_keeps_the_leading_space(llama_backend, llama_chain):
+    """Continuing after "four", the worker streams " five six 🐉 seven": the whole decode minus the prompt's."""
+    tokenizer = llama_chain.tokenizer
+    prompt = continue_prompt(tokenizer)
+    assert prompt.text.endswith("ASSISTANT: " + CONTINUED)
+    generated = reference(llama_chain, prompt, 24)
+    assert tokenizer.hf.convert_ids_to_tokens(generated) == list(CHAIN[1:])  # the premise: the model's greedy reply
+    whole, before = tokenizer.decode([*prompt.token_ids, *generated]), tokenizer.decode(prompt.token_ids)
+
+    stream = await run(llama_backend, prompt, greedy_params(24))
+
+    assert stream.text == whole[len(before) :] == " five six 🐉 seven"
+    assert (stream.finish, stream.completion_tokens) == (FinishReason.STOP, len(generated))
+
+
+async def test_llama_reply_cut_inside_a_character_ends_as_the_whole_decode(llama_backend, llama_chain):
+    """A length cut between the bytes of an emoji flushes what decoding prompt and reply together shows."""
+    tokenizer = llama_chain.tokenizer
+    prompt = continue_prompt(tokenizer)
+    generated = reference(llama_chain, prompt, 5)  # "▁five ▁six ▁ <0xF0> <0x9F>"
+    whole, before = tokenizer.decode([*prompt.token_ids, *generated]), tokenizer.decode(prompt.token_ids)
+
+    stream = await run(llama_backend, prompt, greedy_params(5))
+
+    assert stream.text == whole[len(before) :] == " five six \ufffd\ufffd"
+    assert stream.finish is FinishReason.LENGTH
