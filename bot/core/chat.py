@@ -1,18 +1,29 @@
 """Conversations: history from the store, a prompt within budget, a streamed reply, its status stored.
 
-Frontends call :meth:`ChatService.respond` and never touch SQL or the model. The order
-of events is the durability contract (DESIGN.md section 6): the prompt is built and the
-request admitted first (a too-long message or a full queue loses nothing and stores
-nothing), then the user's message is stored, then the reply streams, then the reply is
-stored with its status. A reply that did not finish is never stored as ``ok``.
+Frontends call :meth:`ChatService.respond` and never touch SQL or the model.
+
+One conversation, one order. All work on a conversation goes through its *lane*: a short
+``record`` lock under which messages are stored in the order they arrived, and a ``reply``
+lock that lets one reply at a time stream. A message is stored as soon as it arrives (a
+crash loses no user message); the reply that starts next answers every message stored
+since the last reply, so in a busy thread two people posting while a reply streams are
+answered together, once, with both messages in the prompt. A reply's row is reserved
+when it starts (status ``cancelled``, no text: what a crash leaves behind is marked) and
+completed in place when it ends, so the stored order is the order the platform shows.
+A reply that did not finish is never stored as ``ok``.
+
+A too-long message is refused before anything is stored; a full queue refuses the reply,
+and a message that opens a new conversation (``key`` is a :data:`KeyFactory`) is then
+not stored either, so nothing is lost and nothing half-made is left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.config import GenerationConfig
@@ -20,8 +31,8 @@ from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
 from bot.errors import BotError, GenerationError, PromptError
 from bot.inference.scheduler import Ticket
-from bot.inference.types import FinishReason, SamplingParams
-from bot.store import MessageStatus, Role, Store, StoredMessage
+from bot.inference.types import FinishReason, Prompt, SamplingParams
+from bot.store import Conversation, MessageStatus, Role, Store, StoredMessage
 
 _log = logging.getLogger(__name__)
 
@@ -50,21 +61,34 @@ class ChatOptions:
 
 
 class Reply:
-    """A reply being generated: queue position, then text deltas; ``status`` once it ends."""
+    """A reply being generated: queue position, then text deltas; ``status`` once it ends.
+
+    The frontend records where it shows the reply in :attr:`shown_in` (platform message ids);
+    they are stored with the reply, so buttons find it again after a restart.
+    """
 
     def __init__(self, ticket: Ticket, variant: Variant, prefix: str = "") -> None:
         self.ticket = ticket
         self.variant = variant
+        self.prefix = prefix
         self.text = prefix
         self.status: MessageStatus | None = None
         self.finish_reason: FinishReason | None = None
         self.completion_tokens = 0
         self.error: BotError | None = None
+        self.shown_in: list[int] = []
+        self.stored: StoredMessage | None = None
+        """The stored row of this reply (reserved when it starts, completed when it ends)."""
 
     @property
     def position(self) -> int:
         """0 while generating, otherwise the place in the queue."""
         return self.ticket.position
+
+    @property
+    def new_text(self) -> str:
+        """What this reply added (for Continue: without the text it continues)."""
+        return self.text[len(self.prefix) :]
 
     async def deltas(self) -> AsyncIterator[str]:
         """The reply's text as it arrives; raises :class:`GenerationError` if the model fails."""
@@ -77,6 +101,15 @@ class Reply:
                 yield chunk.text
 
 
+@dataclass(slots=True)
+class _Lane:
+    """The locks that serialize one conversation (see the module docstring)."""
+
+    record: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reply: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class ChatService:
     """The conversation logic shared by the terminal and Discord frontends."""
 
@@ -85,6 +118,7 @@ class ChatService:
         self.engine = engine
         self.generation = generation
         self.history_limit = history_limit
+        self._lanes: dict[str, _Lane] = {}
 
     def params(self, options: ChatOptions) -> SamplingParams:
         """Sampling parameters for ``options`` over the configured defaults."""
@@ -97,11 +131,77 @@ class ChatService:
             seed=g.seed,
         )
 
-    async def _history(self, conversation_id: int, options: ChatOptions) -> list[StoredMessage]:
-        use_history = self.generation.history if options.history is None else options.history
-        if not use_history:
-            return []
-        return await self.store.history(conversation_id, limit=self.history_limit)
+    def replying(self, key: str) -> bool:
+        """Whether a reply is streaming (or about to) in conversation ``key``."""
+        lane = self._lanes.get(key)
+        return lane is not None and lane.reply.locked()
+
+    @asynccontextmanager
+    async def _lane(self, key: str) -> AsyncIterator[_Lane]:
+        """The lane of ``key``, kept while anyone uses it and dropped after."""
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.users += 1
+        try:
+            yield lane
+        finally:
+            lane.users -= 1
+            if lane.users == 0:
+                del self._lanes[key]
+
+    async def _history(
+        self, conversation_id: int, options: ChatOptions, *, before: int | None = None
+    ) -> list[StoredMessage]:
+        """The messages the prompt shows: the history (up to ``before``), or with history off only the turn
+        being answered (the people's messages since the last reply)."""
+        history = await self.store.history(conversation_id, limit=self.history_limit)
+        if before is not None:
+            history = [m for m in history if m.id < before]
+        if self.generation.history if options.history is None else options.history:
+            return history
+        turn = len(history)
+        while turn > 0 and history[turn - 1].role == Role.USER:
+            turn -= 1
+        return history[turn:]
+
+    def _prompt(
+        self,
+        variant: Variant,
+        history: Sequence[StoredMessage | ChatMessage],
+        options: ChatOptions,
+        *,
+        continue_last: bool = False,
+    ) -> Prompt:
+        messages = tuple(
+            m if isinstance(m, ChatMessage) else ChatMessage(m.role.value, m.content, m.author_name) for m in history
+        )
+        dialogue = Dialogue(options.system, messages, continue_last=continue_last)
+        return variant.builder.build(dialogue, max_new_tokens=self.params(options).max_new_tokens)
+
+    def _alone(self, variant: Variant, author: Author, content: str, options: ChatOptions) -> Prompt:
+        """The prompt of ``content`` with no history; refuses an empty message or one that cannot fit at all."""
+        if not content.strip():
+            raise PromptError("There is nothing to answer: the message is empty.")
+        return self._prompt(variant, [ChatMessage("user", content, author.name)], options)
+
+    async def _store_user_message(
+        self, conversation: Conversation, variant: Variant, author: Author, content: str, external_id: int | None
+    ) -> StoredMessage:
+        return await self.store.add_message(
+            conversation.id,
+            role=Role.USER,
+            content=content,
+            author_id=author.id,
+            author_name=author.name,
+            token_count=len(variant.builder.tokenizer.encode_plain(content)),
+            external_ids=[external_id] if external_id is not None else (),
+        )
+
+    async def _reserve(self, conversation: Conversation, ticket: Ticket, variant: Variant) -> Reply:
+        reply = Reply(ticket, variant)
+        reply.stored = await self.store.add_message(
+            conversation.id, role=Role.ASSISTANT, content="", token_count=0, status=MessageStatus.CANCELLED
+        )
+        return reply
 
     @asynccontextmanager
     async def respond(
@@ -111,94 +211,199 @@ class ChatService:
         content: str,
         options: ChatOptions = ChatOptions(),
         *,
-        mode: Mode = "new",
+        external_id: int | None = None,
         guild_id: int | None = None,
         channel_id: int | None = None,
-    ) -> AsyncIterator[Reply]:
-        """Answer ``content`` by ``author`` in conversation ``key``; the reply is stored on exit.
+    ) -> AsyncIterator[Reply | None]:
+        """Store ``content`` by ``author`` in conversation ``key`` and answer it; the reply is stored on exit.
 
-        ``key`` may be a :data:`KeyFactory` for a conversation that does not exist yet: it is
-        called once the request is admitted. ``mode="regenerate"`` replaces the last reply;
-        ``mode="continue"`` extends it. Raises :class:`PromptTooLongError` or
-        :class:`BusyError` before anything is stored or the factory is called.
+        Yields ``None`` when there is nothing left to answer: a reply that ran while this one
+        waited for its turn already had the message in its prompt. ``key`` may be a
+        :data:`KeyFactory` for a conversation that does not exist yet: it is called once the
+        request is admitted. Raises :class:`PromptTooLongError` or :class:`PromptError` before
+        anything is stored, :class:`BusyError` when the queue is full.
         """
-        if mode == "new" and not content.strip():
-            raise PromptError("There is nothing to answer: the message is empty.")
         variant = self.engine.variant(options.variant)
-        existing = await self.store.get_conversation(key) if isinstance(key, str) else None
-        history = await self._history(existing.id, options) if existing else []
-        if mode == "continue" and not (history and history[-1].role == Role.ASSISTANT):
-            raise PromptError("There is no reply to continue yet.")
-        replaced: StoredMessage | None = None
-        if mode == "regenerate":
-            if not history or history[-1].role != Role.ASSISTANT:
-                raise PromptError("There is no reply to regenerate yet.")
-            replaced, history = history[-1], history[:-1]
-        messages = [ChatMessage(m.role.value, m.content, m.author_name) for m in history]
-        if mode == "new":
-            messages.append(ChatMessage("user", content, author.name))
-        params = self.params(options)
-        dialogue = Dialogue(options.system, tuple(messages), continue_last=mode == "continue")
-        prompt = variant.builder.build(dialogue, max_new_tokens=params.max_new_tokens)
-        ticket = variant.scheduler.submit(str(author.id), prompt, params)
-        async with ticket:
-            conversation = existing or await self.store.get_or_create_conversation(
-                key if isinstance(key, str) else await key(),
+        if not isinstance(key, str):
+            async with self._open(
+                key,
+                author=author,
+                content=content,
+                options=options,
+                variant=variant,
+                external_id=external_id,
                 guild_id=guild_id,
                 channel_id=channel_id,
-                owner_id=author.id,
-            )
-            if mode == "new":
-                await self.store.add_message(
-                    conversation.id,
-                    role=Role.USER,
-                    content=content,
-                    author_id=author.id,
-                    author_name=author.name,
-                    token_count=len(variant.builder.tokenizer.encode_plain(content)),
+            ) as opened:
+                yield opened
+            return
+        async with self._lane(key) as lane:
+            async with lane.record:  # the first await: messages take their place in the order they arrived
+                self._alone(variant, author, content, options)
+                conversation = await self.store.get_or_create_conversation(
+                    key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
                 )
-            continued = history[-1] if mode == "continue" else None
-            reply = Reply(ticket, variant, prefix=continued.content if continued else "")
-            try:
-                yield reply
-            except GenerationError as error:
-                reply.error = error
-                await self._finish(conversation.id, reply, replaced, continued, MessageStatus.FAILED)
-                raise
-            except BaseException:
-                await self._finish(conversation.id, reply, replaced, continued, MessageStatus.CANCELLED)
-                raise
-            if reply.finish_reason in (FinishReason.STOP, FinishReason.LENGTH):
-                await self._finish(conversation.id, reply, replaced, continued, MessageStatus.OK)
-            else:  # the frontend stopped reading early (Stop button)
-                await self._finish(conversation.id, reply, replaced, continued, MessageStatus.CANCELLED)
+                await self._store_user_message(conversation, variant, author, content, external_id)
+            async with lane.reply, AsyncExitStack() as stack:
+                reply: Reply | None = None
+                async with lane.record:
+                    last = await self.store.last_message(conversation.id)
+                    if last is None or last.role != Role.USER:
+                        pass  # answered by the reply that ran while this message waited
+                    else:
+                        prompt = self._prompt(variant, await self._history(conversation.id, options), options)
+                        ticket = await stack.enter_async_context(
+                            variant.scheduler.submit(str(author.id), prompt, self.params(options))
+                        )
+                        reply = await self._reserve(conversation, ticket, variant)
+                if reply is None:
+                    yield None
+                    return
+                async with self._finishing(reply, "new"):
+                    yield reply
 
-    async def _finish(
+    @asynccontextmanager
+    async def _open(
         self,
-        conversation_id: int,
-        reply: Reply,
-        replaced: StoredMessage | None,
-        continued: StoredMessage | None,
-        status: MessageStatus,
-    ) -> None:
-        """Store the reply; an interrupted one is ``partial`` if it has new text, else ``cancelled``."""
-        text = reply.text.strip()
-        grew = text != (continued.content if continued else "")
-        if status == MessageStatus.CANCELLED and grew and text:
+        key: KeyFactory,
+        *,
+        author: Author,
+        content: str,
+        options: ChatOptions,
+        variant: Variant,
+        external_id: int | None,
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> AsyncIterator[Reply]:
+        """Start a new conversation: admitted first, then opened (a thread, say), then stored."""
+        prompt = self._alone(variant, author, content, options)
+        async with variant.scheduler.submit(str(author.id), prompt, self.params(options)) as ticket:
+            new_key = await key()
+            async with self._lane(new_key) as lane, lane.reply:
+                async with lane.record:
+                    conversation = await self.store.get_or_create_conversation(
+                        new_key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                    )
+                    await self._store_user_message(conversation, variant, author, content, external_id)
+                    reply = await self._reserve(conversation, ticket, variant)
+                async with self._finishing(reply, "new"):
+                    yield reply
+
+    @asynccontextmanager
+    async def redo(
+        self,
+        key: str,
+        author: Author,
+        target: StoredMessage,
+        mode: Literal["regenerate", "continue"],
+        options: ChatOptions = ChatOptions(),
+    ) -> AsyncIterator[Reply]:
+        """Regenerate or continue ``target``, which must still be the conversation's latest message.
+
+        The reply is completed in place: Regenerate replaces ``target``, Continue extends it.
+        """
+        variant = self.engine.variant(options.variant)
+        async with self._lane(key) as lane, lane.reply, AsyncExitStack() as stack:
+            async with lane.record:
+                last = await self.store.last_message(target.conversation_id)
+                verb = "regenerated" if mode == "regenerate" else "continued"
+                if last is None or last.id != target.id or last.role != Role.ASSISTANT:
+                    raise PromptError(f"Only the latest reply can be {verb}.")
+                history = await self._history(target.conversation_id, options, before=target.id)
+                if mode == "continue":
+                    if target.status not in (MessageStatus.OK, MessageStatus.PARTIAL) or not target.content:
+                        raise PromptError("There is no reply text to continue.")
+                    history.append(target)
+                prompt = self._prompt(variant, history, options, continue_last=mode == "continue")
+                ticket = await stack.enter_async_context(
+                    variant.scheduler.submit(str(author.id), prompt, self.params(options))
+                )
+                reply = Reply(ticket, variant, prefix=target.content if mode == "continue" else "")
+                reply.stored = target
+                reply.shown_in = await self.store.external_ids(target.id)
+            async with self._finishing(reply, mode):
+                yield reply
+
+    @asynccontextmanager
+    async def _finishing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
+        """Store the reply however the frontend's use of it ends."""
+        try:
+            yield
+        except GenerationError as error:
+            reply.error = error
+            await self._finish(reply, mode, MessageStatus.FAILED)
+            raise
+        except BaseException:
+            await self._finish(reply, mode, MessageStatus.CANCELLED)
+            raise
+        if reply.finish_reason in (FinishReason.STOP, FinishReason.LENGTH):
+            await self._finish(reply, mode, MessageStatus.OK)
+        else:  # the frontend stopped reading early (Stop button)
+            await self._finish(reply, mode, MessageStatus.CANCELLED)
+
+    async def _finish(self, reply: Reply, mode: Mode, status: MessageStatus) -> None:
+        """Complete the reply's row; an interrupted reply is ``partial`` if it has new text, else ``cancelled``."""
+        assert reply.stored is not None
+        if status == MessageStatus.CANCELLED and reply.new_text.strip():
             status = MessageStatus.PARTIAL
         reply.status = status
-        kept = status in (MessageStatus.OK, MessageStatus.PARTIAL)
-        if continued is not None and not kept:
+        if mode == "continue" and status not in (MessageStatus.OK, MessageStatus.PARTIAL):
             return  # the reply being continued stays as it was
-        for old in (replaced, continued):
-            if old is not None and kept:
-                await self.store.delete_message(old.id)
+        text = reply.text.strip()
         tokens = len(reply.variant.builder.tokenizer.encode_plain(text)) if text else 0
-        await self.store.add_message(
-            conversation_id, role=Role.ASSISTANT, content=text, token_count=tokens, status=status
+        await self.store.update_message(
+            reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
         )
 
+    async def show_in(self, reply: Reply, external_ids: Sequence[int]) -> None:
+        """Record that a finished reply is now shown in ``external_ids`` (its last edit added or removed parts)."""
+        if reply.stored is not None and list(external_ids) != reply.shown_in:
+            reply.shown_in = list(external_ids)
+            await self.store.update_message(reply.stored.id, external_ids=reply.shown_in)
+
+    async def exists(self, key: str) -> bool:
+        """Whether conversation ``key`` has been started."""
+        return await self.store.get_conversation(key) is not None
+
+    async def earlier_reply(self, reply: Reply) -> list[int]:
+        """Where the reply before ``reply`` is shown (to retire its buttons: only the latest reply has them)."""
+        stored = reply.stored
+        if stored is None:
+            return []
+        earlier = await self.store.last_message(stored.conversation_id, role=Role.ASSISTANT, before=stored.id)
+        return [] if earlier is None else await self.store.external_ids(earlier.id)
+
+    async def discard(self, reply: Reply) -> None:
+        """The reply's messages were deleted before it ended: it leaves the history."""
+        if reply.stored is not None and reply.prefix == "":
+            await self.store.delete_message(reply.stored.id)
+
+    async def find(self, external_id: int) -> StoredMessage | None:
+        """The stored message shown by platform message ``external_id``."""
+        return await self.store.message_by_external_id(external_id)
+
+    async def edit(self, external_id: int, content: str) -> bool:
+        """A person edited a message: the history changes with it; False if it is not in any conversation."""
+        message = await self.store.message_by_external_id(external_id)
+        if message is None or message.role != Role.USER or message.content == content:
+            return False
+        tokens = len(self.engine.variant().builder.tokenizer.encode_plain(content))
+        return await self.store.update_message(message.id, content=content, token_count=tokens)
+
+    async def forget(self, external_id: int) -> bool:
+        """A message was deleted where it was shown: it leaves the history; False if it was not in one."""
+        message = await self.store.message_by_external_id(external_id)
+        if message is None:
+            return False
+        await self.store.delete_message(message.id)
+        return True
+
+    async def drop_conversation(self, key: str) -> bool:
+        """The place of a conversation is gone (a deleted thread): forget it entirely."""
+        return await self.store.delete_conversation(key)
+
     async def reset(self, key: str) -> int:
-        """Forget the history of conversation ``key``; returns how many messages went."""
-        conversation = await self.store.get_conversation(key)
-        return 0 if conversation is None else await self.store.reset_conversation(conversation.id)
+        """Forget the history of conversation ``key`` (after the reply in flight); returns how many messages went."""
+        async with self._lane(key) as lane, lane.reply, lane.record:
+            conversation = await self.store.get_conversation(key)
+            return 0 if conversation is None else await self.store.reset_conversation(conversation.id)

@@ -66,6 +66,7 @@ async def run_chat(
             stdout.write("ASSISTANT: ")
         try:
             async with chat.respond(CONVERSATION_KEY, TERMINAL_USER, prompt, options) as reply:
+                assert reply is not None  # one person, one message at a time: every message gets its own reply
                 async for delta in reply.deltas():
                     stdout.write(delta.lstrip() if reply.text == delta else delta)
                     stdout.flush()

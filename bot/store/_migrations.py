@@ -50,7 +50,18 @@ CREATE INDEX messages_conversation_id_id ON messages (conversation_id, id);
 CREATE INDEX messages_author_id ON messages (author_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES,)
+_V2_MESSAGE_LINKS = """
+CREATE TABLE message_links (
+    external_id  INTEGER PRIMARY KEY,
+    message_id   INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    part         INTEGER NOT NULL CHECK (part >= 0)
+);
+
+CREATE INDEX message_links_message_id_part ON message_links (message_id, part);
+"""
+"""Where each stored message is shown: the Discord message ids of a user message or of every part of a reply."""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES, _V2_MESSAGE_LINKS)
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 
 

@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -159,8 +159,13 @@ class Store:
         author_name: str | None = None,
         token_count: int | None = None,
         status: MessageStatus = MessageStatus.OK,
+        external_ids: Sequence[int] = (),
     ) -> StoredMessage:
-        """Append a message to a conversation; it is committed to disk before this returns."""
+        """Append a message to a conversation; it is committed to disk before this returns.
+
+        ``external_ids`` are the ids of the platform messages that show it (one for a user's message, one per
+        part of a long reply); :meth:`message_by_external_id` finds the message from any of them.
+        """
         async with self._use("save the message", write=True) as db:
             rows = list(
                 await db.execute_fetchall(
@@ -179,7 +184,59 @@ class Store:
                     ),
                 )
             )
-        return message_from_row(rows[0])
+            message = message_from_row(rows[0])
+            await _link(db, message.id, external_ids)
+        return message
+
+    async def update_message(
+        self,
+        message_id: int,
+        *,
+        content: str | None = None,
+        token_count: int | None = None,
+        status: MessageStatus | None = None,
+        external_ids: Sequence[int] | None = None,
+    ) -> bool:
+        """Change a stored message in place (an edit, a finished or regenerated reply); False if it is gone.
+
+        ``external_ids``, when given, replace the message's links.
+        """
+        assignments: list[str] = []
+        values: list[object] = []
+        for column, value in (("content", content), ("token_count", token_count), ("status", status)):
+            if value is not None:
+                assignments.append(f"{column} = ?")
+                values.append(value.value if isinstance(value, MessageStatus) else value)
+        async with self._use("update the message", write=True) as db:
+            rows = list(await db.execute_fetchall("SELECT 1 FROM messages WHERE id = ?", (message_id,)))
+            if not rows:
+                return False
+            if assignments:
+                await db.execute(f"UPDATE messages SET {', '.join(assignments)} WHERE id = ?", (*values, message_id))
+            if external_ids is not None:
+                await db.execute("DELETE FROM message_links WHERE message_id = ?", (message_id,))
+                await _link(db, message_id, external_ids)
+        return True
+
+    async def message_by_external_id(self, external_id: int) -> StoredMessage | None:
+        """The stored message shown by the platform message ``external_id``, or None."""
+        async with self._use("find the message") as db:
+            rows = list(
+                await db.execute_fetchall(
+                    f"SELECT {_qualified(MESSAGE_COLUMNS, 'm')} FROM message_links l"
+                    " JOIN messages m ON m.id = l.message_id WHERE l.external_id = ?",
+                    (external_id,),
+                )
+            )
+        return message_from_row(rows[0]) if rows else None
+
+    async def external_ids(self, message_id: int) -> list[int]:
+        """The platform message ids that show a stored message, in order (empty if none were recorded)."""
+        async with self._use("find the message") as db:
+            rows = await db.execute_fetchall(
+                "SELECT external_id FROM message_links WHERE message_id = ? ORDER BY part", (message_id,)
+            )
+        return [int(row[0]) for row in rows]
 
     async def history(self, conversation_id: int, *, limit: int) -> list[StoredMessage]:
         """The newest `limit` messages whose status is ok or partial, oldest first.
@@ -199,13 +256,22 @@ class Store:
             )
         return [message_from_row(row) for row in rows]
 
-    async def last_message(self, conversation_id: int) -> StoredMessage | None:
-        """The newest message of the conversation, whatever its status, or None."""
+    async def last_message(
+        self, conversation_id: int, *, role: Role | None = None, before: int | None = None
+    ) -> StoredMessage | None:
+        """The newest message of the conversation, whatever its status (of ``role``, older than ``before``), or None."""
+        conditions, values = ["conversation_id = ?"], [conversation_id]
+        if role is not None:
+            conditions.append("role = ?")
+            values.append(Role(role).value)  # type: ignore[arg-type]
+        if before is not None:
+            conditions.append("id < ?")
+            values.append(before)
         async with self._use("load the last message") as db:
             rows = list(
                 await db.execute_fetchall(
-                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
-                    (conversation_id,),
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT 1",
+                    tuple(values),
                 )
             )
         return message_from_row(rows[0]) if rows else None
@@ -284,6 +350,22 @@ class Store:
             except sqlite3.Error as exc:
                 _log.exception("Could not %s in the database at %s", action, self._path)
                 raise StoreError(f"The database could not {action}.") from exc
+
+
+async def _link(db: aiosqlite.Connection, message_id: int, external_ids: Sequence[int]) -> None:
+    """Record the platform messages that show a stored message; an id shown elsewhere before moves here."""
+    if not external_ids:
+        return
+    await db.executemany(
+        "INSERT INTO message_links (external_id, message_id, part) VALUES (?, ?, ?)"
+        " ON CONFLICT (external_id) DO UPDATE SET message_id = excluded.message_id, part = excluded.part",
+        [(int(external_id), message_id, part) for part, external_id in enumerate(external_ids)],
+    )
+
+
+def _qualified(columns: str, table: str) -> str:
+    """``"a, b"`` -> ``"t.a, t.b"``: a column list for a query that joins tables."""
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
 
 
 async def _changed_rows(db: aiosqlite.Connection, sql: str, parameters: tuple[object, ...]) -> int:
