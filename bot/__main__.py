@@ -118,11 +118,25 @@ async def _chat(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from bot.frontends.discord.runner import run_bot
+    from bot.core.chat import ChatService
+    from bot.core.engine import Engine
+    from bot.frontends.discord.endpoints import configure_endpoints
+    from bot.frontends.discord.runner import check_token, read_token, run_bot
+    from bot.store import Store
 
     config = load_config(args.config)
     logging.getLogger().setLevel(logging.DEBUG if args.debug else config.log_level)
-    return await run_bot(config)
+    token = read_token()
+    configure_endpoints(config.discord.api_base, config.discord.gateway_url)
+    await check_token(token)  # a bad token fails now, not after the slow model load
+    # Opened in this order and closed in reverse: the bot (inside run_bot) first, then the store, then the engine.
+    engine = await Engine.start(config)
+    try:
+        async with await Store.open(config.storage.path) as store:
+            chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
+            return await run_bot(chat, config.discord, token)
+    finally:
+        await engine.close()
 
 
 async def _bench(args: argparse.Namespace) -> int:

@@ -29,6 +29,19 @@ AIROBOROS_SYSTEM_PROMPT = (
 
 PromptFormatName = Literal["airoboros", "chat-template"]
 
+CACHE_ENV = "AIROBOROS_BOT_CACHE"
+"""The environment variable that moves the cache folder."""
+
+
+def default_cache_dir() -> str:
+    """Where converted models are kept unless configured: ``$AIROBOROS_BOT_CACHE``, else ``~/.cache/airoboros-bot``."""
+    return os.environ.get(CACHE_ENV, "~/.cache/airoboros-bot")
+
+
+def cache_path(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir`` (default: :func:`default_cache_dir`) as a path, ``~`` expanded."""
+    return Path(default_cache_dir() if cache_dir is None else cache_dir).expanduser()
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,7 +121,7 @@ class InferenceConfig(_Section):
     """Requests one user may have waiting or running at once."""
     max_queued_total: Annotated[int, Field(gt=0)] = 64
     """Requests everyone may have waiting or running at once."""
-    cache_dir: str = Field(default_factory=lambda: os.environ.get("AIROBOROS_BOT_CACHE", "~/.cache/airoboros-bot"))
+    cache_dir: str = Field(default_factory=default_cache_dir)
     """Where converted models (the embedded GGUF as safetensors) are kept; env ``AIROBOROS_BOT_CACHE``."""
 
 
@@ -127,6 +140,10 @@ class DiscordConfig(_Section):
     gateway_url: str = "wss://gateway.discord.gg/"
     guild_ids: list[int] = Field(default_factory=list)
     """Guilds whose slash commands are synced at start (instant); empty means a global sync."""
+    message_content: bool = True
+    """Ask for the privileged Message Content intent; without it only mentions, DMs and slash commands reach the bot."""
+    requests_per_second: Annotated[int, Field(gt=0, le=50)] = 45
+    """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
 
 
 class Config(_Section):

@@ -1,4 +1,9 @@
-"""``python -m bot run``: check the token, load the models, open the database, connect."""
+"""``python -m bot run``: the token, and serving Discord with resources opened by the caller.
+
+``bot.__main__`` opens the engine and the store, as discord.py's ``advanced_startup``
+example does, and hands the chat service built on them to :func:`run_bot`. The token is read
+and checked here, before that: a bad token fails in a second, not after a model load.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,31 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import discord
 
-from bot.config import Config
+from bot.config import DiscordConfig
 from bot.core.chat import ChatService
-from bot.core.engine import Engine
+from bot.errors import TokenError
 from bot.frontends.discord.client import AiroborosBot
-from bot.frontends.discord.endpoints import configure_endpoints
-from bot.store import Store
 
 _log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "DISCORD_TOKEN"
+MESSAGE_CONTENT_REFUSED = (
+    "error: Discord refused the Message Content intent: enable it in the Developer Portal "
+    "(your application > Bot > Privileged Gateway Intents), or set [discord] message_content = false"
+)
 
 
-class TokenError(Exception):
-    """The Discord token is missing or was rejected."""
+def read_token() -> str:
+    """The bot token from :data:`TOKEN_VARIABLE`; :class:`TokenError` if it is not set."""
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if not token:
+        raise TokenError(f"set the {TOKEN_VARIABLE} environment variable to your bot's token")
+    return token
 
 
 async def check_token(token: str) -> None:
@@ -43,51 +55,55 @@ async def check_token(token: str) -> None:
         await http.close()
 
 
-async def run_bot(config: Config, *, stop: asyncio.Event | None = None, **client_options: Any) -> int:
-    """Run the bot until ``stop`` is set (SIGINT/SIGTERM set it); returns the exit code."""
-    token = os.environ.get(TOKEN_VARIABLE, "").strip()
-    if not token:
-        print(f"error: set the {TOKEN_VARIABLE} environment variable to your bot's token", file=sys.stderr)
-        return 2
-    configure_endpoints(config.discord.api_base, config.discord.gateway_url)
-    try:
-        await check_token(token)
-    except TokenError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    engine = await Engine.start(config)
-    try:
-        async with await Store.open(config.storage.path) as store:
-            chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
-            async with AiroborosBot(chat=chat, settings=config.discord, **client_options) as bot:
-                stop = stop or _stop_on_signals()
-                closer = asyncio.create_task(_close_when(stop, bot))
-                try:
-                    await bot.start(token)
-                except discord.LoginFailure:
-                    print(f"error: Discord rejected the token in {TOKEN_VARIABLE}", file=sys.stderr)
-                    return 2
-                finally:
-                    if stop.is_set():
-                        await closer  # a close is under way: let it finish
-                    else:
-                        closer.cancel()
-    finally:
-        await engine.close()
+async def run_bot(
+    chat: ChatService, settings: DiscordConfig, token: str, *, stop: asyncio.Event | None = None, **client_options: Any
+) -> int:
+    """Serve Discord until ``stop`` is set (by default SIGINT/SIGTERM set it); returns the exit code.
+
+    The bot is closed before this returns (its cogs unload first and finish the replies in
+    flight), so the caller can then close the store and the engine it opened. What Discord
+    refuses at connect time (the token, a privileged intent) is one line on stderr and code 2.
+    """
+    signals = _stop_on_signals() if stop is None else contextlib.nullcontext(stop)
+    with signals as stopping:
+        async with AiroborosBot(chat=chat, settings=settings, **client_options) as bot:
+            closer = asyncio.create_task(_close_when(stopping, bot))
+            try:
+                await bot.start(token)
+            except discord.LoginFailure:
+                print(f"error: Discord rejected the token in {TOKEN_VARIABLE}", file=sys.stderr)
+                return 2
+            except discord.PrivilegedIntentsRequired:
+                print(MESSAGE_CONTENT_REFUSED, file=sys.stderr)  # the only privileged intent the bot asks for
+                return 2
+            finally:
+                if not stopping.is_set():
+                    closer.cancel()
+                await asyncio.wait({closer})  # a close under way finishes before the store and the engine close
+                if not closer.cancelled():
+                    closer.result()  # a failed close is not silent
     return 0
 
 
-def _stop_on_signals() -> asyncio.Event:
-    """An event that SIGINT and SIGTERM (``docker stop``) set."""
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT and SIGTERM (``docker stop``) set, while the block runs."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    return stop
+            installed.append(signum)
+    try:
+        yield stop
+    finally:
+        # Afterwards Ctrl-C interrupts again, e.g. a slow engine shutdown.
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 async def _close_when(stop: asyncio.Event, bot: AiroborosBot) -> None:
     await stop.wait()
-    _log.info("Shutting down: finishing replies in flight")
+    _log.info("Shutting down: finishing replies in flight, then closing the store and the model")
     await bot.close()
