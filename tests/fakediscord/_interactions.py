@@ -166,7 +166,7 @@ class InteractionHandle:
                 "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
                 "guild_locale": "en-US",
                 "member": _payloads.member_payload(state, guild.members[self.user.id], with_permissions=True),
-                "app_permissions": str(state.permissions(guild.id, state.bot_user.id)),
+                "app_permissions": str(state.permissions_in(self.channel, state.bot_user.id)),
                 "authorizing_integration_owners": {"0": str(guild.id)},
                 "context": 0,
             }

@@ -228,6 +228,8 @@ class FakeChannel:
     archived: bool = False
     locked: bool = False
     invitable: bool = True
+    overwrites: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Permission overwrites by role or member id: ``(allow, deny)`` bits (threads use their parent's)."""
     auto_archive_duration: int = 1440
     created_at: str = field(default_factory=iso_now)
     last_message_id: int | None = None

@@ -126,12 +126,16 @@ def channel_payload(state: FakeState, channel: FakeChannel) -> dict[str, Any]:
                 "flags": 0,
             }
         return payload
+    roles = state.guilds[channel.guild_id].roles if channel.guild_id is not None else {}
     return payload | {
         "position": channel.position,
         "parent_id": None,
         "topic": None,
         "nsfw": False,
-        "permission_overwrites": [],
+        "permission_overwrites": [
+            {"id": str(target), "type": 0 if target in roles else 1, "allow": str(allow), "deny": str(deny)}
+            for target, (allow, deny) in channel.overwrites.items()
+        ],
         "default_auto_archive_duration": 1440,
     }
 

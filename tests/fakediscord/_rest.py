@@ -4,6 +4,10 @@ Responses are built by hand with ``Content-Type: application/json`` exactly: dis
 parses a body as JSON only on that exact header (aiohttp's ``json_response`` appends a
 charset). Every response carries a ``Via`` header, without which discord.py treats a 429
 as a Cloudflare ban instead of retrying it.
+
+Discord's global rate limit is enforced: more than ``global_rate_limit`` requests made with
+the bot token within any second (interaction endpoints are exempt, as on Discord) are
+answered with a global 429, which discord.py honours by holding every request.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 import re
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +26,7 @@ from aiohttp import BodyPartReader, web
 
 from . import _commands, _interactions, _payloads
 from ._errors import ApiError, route_not_found, unauthorized, unknown
-from ._models import ChannelType, FakeChannel, FakeUser, FakeWebhook, MessageFlag, RecordedRequest
+from ._models import ChannelType, FakeChannel, FakeUser, FakeWebhook, MessageFlag, Permission, RecordedRequest
 from ._state import check_webhook_name
 
 if TYPE_CHECKING:
@@ -75,11 +80,16 @@ Handler = Callable[[ApiRequest], Awaitable[Any]]
 class RestApi:
     """Routes ``/api/v10/...`` requests to handlers over :class:`FakeState`."""
 
-    def __init__(self, state: FakeState, gateway: Gateway) -> None:
+    def __init__(self, state: FakeState, gateway: Gateway, *, global_rate_limit: int | None = 50) -> None:
         self._state = state
         self._gateway = gateway
         self.injections: list[Injection] = []
         self.unhandled: list[RecordedRequest] = []
+        self.global_rate_limit = global_rate_limit
+        """Bot-token requests accepted per second before a global 429; None turns the limit off."""
+        self.global_limit_hits = 0
+        """How many requests were answered with a global 429 because of :attr:`global_rate_limit`."""
+        self._accepted_at: deque[float] = deque()
         self._routes: list[tuple[str, re.Pattern[str], Handler, bool]] = []
         self._add_routes()
 
@@ -120,6 +130,9 @@ class RestApi:
         self, request: web.Request, path: str, payload: Any, files: list[tuple[str, bytes, str | None]]
     ) -> tuple[web.Response, bool]:
         """The response, and whether the path/method is one the fake does not serve."""
+        over_limit = self._over_global_limit(request, path)
+        if over_limit is not None:
+            return over_limit, False
         injected = next((i for i in self.injections if i.matches(request.method, path)), None)
         if injected is not None:
             injected.count -= 1
@@ -143,6 +156,25 @@ class RestApi:
         if allowed_methods:
             return _error_response(ApiError(405, 0, "405: Method Not Allowed")), True
         return _error_response(route_not_found()), True
+
+    def _over_global_limit(self, request: web.Request, path: str) -> web.Response | None:
+        """A global 429 if this request would be one too many within the last second, else None (and it counts)."""
+        if self.global_rate_limit is None or not self._counts_against_global_limit(request, path):
+            return None
+        now = time.monotonic()
+        while self._accepted_at and now - self._accepted_at[0] >= 1.0:
+            self._accepted_at.popleft()
+        if len(self._accepted_at) < self.global_rate_limit:
+            self._accepted_at.append(now)
+            return None
+        self.global_limit_hits += 1
+        return global_limit_response(self._accepted_at[0] + 1.0 - now)
+
+    def _counts_against_global_limit(self, request: web.Request, path: str) -> bool:
+        """Requests with the bot token count; interaction callbacks and follow-ups (interaction endpoints) do not."""
+        if request.headers.get("Authorization") != f"Bot {self._state.token}":
+            return False
+        return not (path.startswith("/interactions/") or path.startswith(f"/webhooks/{self._state.application_id}/"))
 
     async def serve_attachment(self, request: web.Request) -> web.Response:
         """The CDN: ``GET /attachments/{channel}/{id}/{filename}``."""
@@ -292,9 +324,14 @@ class RestApi:
 
     def _bot_channel(self, request: ApiRequest) -> FakeChannel:
         channel = self._state.channel(request.params["channel"])
-        if not self._state.can_view(self._state.bot_user.id, channel):
+        if not self._state.can_view(self._state.bot_user.id, channel) or not self._bot_has(
+            channel, Permission.VIEW_CHANNEL
+        ):
             raise ApiError(403, 50001, "Missing Access")
         return channel
+
+    def _bot_has(self, channel: FakeChannel, permission: int) -> bool:
+        return bool(self._state.permissions_in(channel, self._state.bot_user.id) & permission)
 
     async def get_channel(self, request: ApiRequest) -> Any:
         return _payloads.channel_payload(self._state, self._bot_channel(request))
@@ -341,6 +378,8 @@ class RestApi:
         # Interaction responses are the bot's own messages; channel-webhook messages are not.
         if message.author.id != self._state.bot_user.id or message.webhook_id not in (None, self._state.application_id):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        if channel.is_thread and channel.archived:
+            raise ApiError(400, 50083, "Thread is archived")
         self._state.edit_message(message, request.body(), files=request.files)
         return _payloads.message_payload(self._state, message)
 
@@ -364,6 +403,11 @@ class RestApi:
 
     def _writable_channel(self, request: ApiRequest) -> FakeChannel:
         channel = self._bot_channel(request)
+        send = Permission.SEND_MESSAGES_IN_THREADS if channel.is_thread else Permission.SEND_MESSAGES
+        if not self._bot_has(channel, send):
+            raise ApiError(403, 50013, "Missing Permissions")
+        if channel.is_thread and channel.locked and not self._bot_has(channel, Permission.MANAGE_THREADS):
+            raise ApiError(403, 50013, "Missing Permissions")
         if channel.is_thread and channel.archived:
             if channel.locked:
                 raise ApiError(400, 50083, "Thread is archived")
@@ -375,6 +419,8 @@ class RestApi:
 
     async def thread_from_message(self, request: ApiRequest) -> Any:
         parent = self._bot_channel(request)
+        if not self._bot_has(parent, Permission.CREATE_PUBLIC_THREADS):
+            raise ApiError(403, 50013, "Missing Permissions")
         message = self._state.message(parent.id, request.params["message"])
         body = request.body()
         thread = self._state.create_thread(
@@ -512,27 +558,34 @@ def _error_response(error: ApiError) -> web.Response:
     return json_response(error.body(), status=error.status)
 
 
+def global_limit_response(retry_after: float) -> web.Response:
+    """A global 429 as Discord sends it: ``global: true`` in the body, ``X-RateLimit-Global``, scope ``global``."""
+    headers = {
+        "Retry-After": str(math.ceil(retry_after)),
+        "X-RateLimit-Global": "true",
+        "X-RateLimit-Scope": "global",
+    }
+    retry_after = math.ceil(retry_after * 1000) / 1000  # rounded up: retrying after it must succeed
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": True, "code": 0}
+    return json_response(body, status=429, headers=headers)
+
+
 def _injected_response(injection: Injection, method: str, path: str) -> web.Response:
     if injection.status != 429:
         return json_response({"message": injection.message, "code": injection.code}, status=injection.status)
     retry_after = injection.retry_after
+    if injection.global_:
+        return global_limit_response(retry_after)
     headers = {
         "Retry-After": str(math.ceil(retry_after)),
-        "X-RateLimit-Scope": "global" if injection.global_ else "user",
+        "X-RateLimit-Scope": "user",
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+        "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+        "X-RateLimit-Bucket": f"{zlib.crc32(f'{method} {injection.pattern.pattern}'.encode()):08x}",
     }
-    if injection.global_:
-        headers["X-RateLimit-Global"] = "true"
-    else:
-        headers |= {
-            "X-RateLimit-Limit": "5",
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
-            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
-            "X-RateLimit-Bucket": f"{zlib.crc32(f'{method} {injection.pattern.pattern}'.encode()):08x}",
-        }
-    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": injection.global_}
-    if injection.global_:
-        body["code"] = 0
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
     return json_response(body, status=429, headers=headers)
 
 

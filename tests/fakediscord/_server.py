@@ -27,7 +27,7 @@ from ._models import (
     Permission,
     RecordedRequest,
 )
-from ._payloads import member_payload, message_payload, user_payload
+from ._payloads import channel_payload, member_payload, message_payload, user_payload
 from ._rest import API_PREFIX, Injection, RestApi
 from ._state import FakeState
 
@@ -44,6 +44,11 @@ class FakeDiscord:
     with one guild (``fake.guild``, owned by a separate "owner" member), one text channel
     (``fake.channel``) and two members: ``fake.alice`` (plain member) and ``fake.bob`` (has
     Manage Messages through a "Moderator" role).
+
+    Like Discord it closes an IDENTIFY asking for a privileged intent the app lacks
+    (``allowed_intents``, default: all allowed) with 4014, and answers more than
+    ``global_rate_limit`` bot-token requests a second (default 50, None for no limit) with a
+    global 429, counted in :attr:`global_limit_hits`.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 41_250,
         allowed_intents: int | None = None,
         shard_count: int = 1,
+        global_rate_limit: int | None = 50,
     ) -> None:
         self._state = FakeState(token=token, bot_name=bot_name, interaction_deadline=interaction_deadline)
         self._gateway = Gateway(
@@ -63,7 +69,7 @@ class FakeDiscord:
         )
         self._gateway.shard_count = shard_count
         self._state.gateway = self._gateway
-        self._rest = RestApi(self._state, self._gateway)
+        self._rest = RestApi(self._state, self._gateway, global_rate_limit=global_rate_limit)
         self._runner: web.AppRunner | None = None
         self.api_base = ""
         """REST base for ``configure_endpoints``, e.g. ``http://127.0.0.1:PORT/api/v10``; set by :meth:`start`."""
@@ -137,6 +143,15 @@ class FakeDiscord:
         self._state.interaction_deadline = seconds
 
     @property
+    def global_rate_limit(self) -> int | None:
+        """Bot-token REST requests a second before a global 429 (Discord: 50); None turns the limit off."""
+        return self._rest.global_rate_limit
+
+    @global_rate_limit.setter
+    def global_rate_limit(self, per_second: int | None) -> None:
+        self._rest.global_rate_limit = per_second
+
+    @property
     def advertised_gateway_url(self) -> str | None:
         """The URL ``GET /gateway`` and ``/gateway/bot`` answer; None (default) means :attr:`gateway_url`."""
         return self._gateway.advertised_url
@@ -191,6 +206,11 @@ class FakeDiscord:
     def requests(self) -> list[RecordedRequest]:
         """Every REST request received, in order."""
         return self._state.requests
+
+    @property
+    def global_limit_hits(self) -> int:
+        """How many requests were answered with a global 429 for going over :attr:`global_rate_limit`."""
+        return self._rest.global_limit_hits
 
     @property
     def unhandled(self) -> list[RecordedRequest]:
@@ -318,6 +338,59 @@ class FakeDiscord:
             message = self._state.create_message(channel, author, body)
         await self._flush(written)
         return self._state.message_dict(message)
+
+    async def edit_message_as(self, message_id: int | str, content: str) -> dict[str, Any]:
+        """The author of a message edits its text (MESSAGE_UPDATE)."""
+        message = self._state.message(None, message_id)
+        with self._state.collect_dispatches() as written:
+            self._state.edit_message(message, {"content": content})
+        await self._flush(written)
+        return self._state.message_dict(message)
+
+    async def delete_message_as(self, message_id: int | str) -> None:
+        """Someone (the author, a moderator) deletes a message (MESSAGE_DELETE)."""
+        message = self._state.message(None, message_id)
+        with self._state.collect_dispatches() as written:
+            self._state.delete_message(message)
+        await self._flush(written)
+
+    async def start_thread_as(self, user: FakeUser, parent_id: int | str, name: str) -> FakeChannel:
+        """A person starts a public thread (no starter message) in a text channel (THREAD_CREATE)."""
+        parent = self._state.channel(parent_id)
+        with self._state.collect_dispatches() as written:
+            thread = self._state.create_thread(parent, user, name=name, type=ChannelType.PUBLIC_THREAD)
+        await self._flush(written)
+        return thread
+
+    async def delete_thread(self, thread_id: int | str) -> None:
+        """A moderator deletes a thread with its messages (THREAD_DELETE); later requests to it get 404."""
+        thread = self._state.channel(thread_id)
+        with self._state.collect_dispatches() as written:
+            self._state.delete_thread(thread)
+        await self._flush(written)
+
+    async def set_bot_permissions(self, channel_id: int | str, *, allow: int = 0, deny: int = 0) -> None:
+        """A member overwrite for the bot on a channel (threads inherit it), as an admin would set (CHANNEL_UPDATE)."""
+        channel = self._state.channel(channel_id)
+        channel.overwrites[self.bot_user.id] = (allow, deny)
+        with self._state.collect_dispatches() as written:
+            self._state.dispatch("CHANNEL_UPDATE", channel_payload(self._state, channel), guild_id=channel.guild_id)
+        self._state.changed()
+        await self._flush(written)
+
+    async def update_thread(self, thread_id: int | str, **changes: bool) -> None:
+        """Archive or lock a thread as a moderator would (THREAD_UPDATE)."""
+        with self._state.collect_dispatches() as written:
+            self._state.update_channel(self._state.channel(thread_id), dict(changes))
+        await self._flush(written)
+
+    @property
+    def max_active_threads(self) -> int:
+        return self._state.max_active_threads
+
+    @max_active_threads.setter
+    def max_active_threads(self, count: int) -> None:
+        self._state.max_active_threads = count
 
     async def invoke_slash(
         self,

@@ -78,6 +78,8 @@ class FakeState:
         self.edit_log: list[tuple[int, int, float]] = []
         """``(channel_id, message_id, time.monotonic())`` for every edit that landed."""
         self.attachment_files: dict[int, bytes] = {}
+        self.max_active_threads = 1000
+        """Discord caps a guild's active threads (1000); past it, creating one fails with 160006."""
         self.gateway: Gateway | None = None
         self._change = asyncio.Event()
         self._collectors: list[list[asyncio.Future[None]]] = []
@@ -205,6 +207,44 @@ class FakeState:
         if user_id == guild.owner_id or value & Permission.ADMINISTRATOR:
             return Permission.ALL
         return value
+
+    def permissions_in(self, channel: FakeChannel, user_id: int) -> int:
+        """The member's permissions in a channel: guild roles, then the channel's overwrites, as Discord computes.
+
+        A thread has its parent's permissions; in a DM everything a DM allows.
+        """
+        if channel.is_dm:
+            return Permission.EVERYONE
+        assert channel.guild_id is not None
+        base = self.permissions(channel.guild_id, user_id)
+        if base == Permission.ALL:
+            return base
+        source = self.channels[channel.parent_id] if channel.is_thread and channel.parent_id else channel
+        guild = self.guilds[channel.guild_id]
+        member = guild.members[user_id]
+        everyone = source.overwrites.get(guild.id, (0, 0))
+        base = (base & ~everyone[1]) | everyone[0]
+        allow = deny = 0
+        for role_id in member.role_ids:
+            role_allow, role_deny = source.overwrites.get(role_id, (0, 0))
+            allow, deny = allow | role_allow, deny | role_deny
+        base = (base & ~deny) | allow
+        member_allow, member_deny = source.overwrites.get(user_id, (0, 0))
+        return (base & ~member_deny) | member_allow
+
+    def delete_thread(self, thread: FakeChannel) -> None:
+        """Delete a thread and its messages, dispatching THREAD_DELETE."""
+        del self.channels[thread.id]
+        for message_id in [m.id for m in self.messages.values() if m.channel_id == thread.id]:
+            del self.messages[message_id]
+        payload = {
+            "id": str(thread.id),
+            "guild_id": str(thread.guild_id),
+            "parent_id": str(thread.parent_id),
+            "type": thread.type,
+        }
+        self.dispatch("THREAD_DELETE", payload, guild_id=thread.guild_id)
+        self.changed()
 
     def can_view(self, user_id: int, channel: FakeChannel) -> bool:
         """Whether the user sees the channel: DMs are private, private threads need membership or Manage Threads."""
@@ -456,6 +496,9 @@ class FakeState:
             raise invalid_form(
                 "auto_archive_duration", "BASE_TYPE_CHOICES", "Value must be one of (60, 1440, 4320, 10080)."
             )
+        active = [c for c in self.channels.values() if c.guild_id == parent.guild_id and c.is_thread and not c.archived]
+        if len(active) >= self.max_active_threads:
+            raise ApiError(400, 160006, "Maximum number of active threads reached")
         if from_message is not None:
             if from_message.thread_id is not None:
                 raise ApiError(400, 160004, "A thread has already been created for this message")

@@ -11,20 +11,25 @@ from discord.ext import commands
 
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
-from bot.errors import BotError
 from bot.frontends.discord.conversations import Conversations
+from bot.frontends.discord.feedback import report
+from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.views import ReplyButton
 
 _log = logging.getLogger(__name__)
 
 
-def bot_intents() -> discord.Intents:
-    """Guilds, guild and DM messages, and Message Content (a privileged intent: enable it in the portal)."""
+def bot_intents(*, message_content: bool = True) -> discord.Intents:
+    """Guilds, guild and DM messages, and Message Content (a privileged intent: enable it in the portal).
+
+    Without Message Content, guild messages arrive empty unless they mention the bot; DMs,
+    mentions and slash commands still work.
+    """
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.dm_messages = True
-    intents.message_content = True
+    intents.message_content = message_content
     return intents
 
 
@@ -35,9 +40,10 @@ class AiroborosBot(commands.AutoShardedBot):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=bot_intents(),
+            intents=bot_intents(message_content=settings.message_content),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            http_trace=GlobalRateLimit(settings.requests_per_second).trace_config(),  # under Discord's 50/s
             **options,
         )
         self.chat = chat
@@ -68,21 +74,5 @@ class AiroborosBot(commands.AutoShardedBot):
     async def on_app_command_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
-        """The one error path for slash commands: a short ephemeral reply, a log line only if unexpected."""
-        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        if isinstance(cause, BotError):
-            text = f"⚠️ {cause}"
-        elif isinstance(cause, app_commands.CheckFailure):
-            text = "You can't use this command here."
-        else:
-            _log.exception(
-                "Unexpected error in /%s", interaction.command.name if interaction.command else "?", exc_info=cause
-            )
-            text = "Something went wrong on my side; please try again."
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            _log.warning("Could not tell the user about an error", exc_info=True)
+        """Slash commands' errors take the one error path: a short ephemeral answer, a log line if unexpected."""
+        await report(interaction, error)

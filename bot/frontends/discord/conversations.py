@@ -1,27 +1,44 @@
-"""Conversations in Discord: ``/chat``, ``/reset``, messages in bot threads, mentions, DMs, reply buttons.
+"""Conversations in Discord: ``/chat``, ``/reset``, messages in conversation threads, mentions, DMs, reply buttons.
 
-Every Discord thread the bot created, and every DM channel, is one conversation whose
-history lives in the store under ``thread:<id>`` or ``dm:<id>``. This cog turns Discord
-events into :meth:`ChatService.respond` calls and renders the replies; it never touches
-SQL or the model.
+Every Discord thread the bot created, every thread it was mentioned in, and every DM
+channel is one conversation whose history lives in the store under ``thread:<id>`` or
+``dm:<id>``. This cog turns Discord events into :class:`ChatService` calls and renders
+the replies; it never touches SQL or the model. The chat service serializes the work on
+each conversation, so what is stored follows the order Discord shows.
+
+Every interaction is acknowledged before anything slow (a database read, tokenizing,
+the model); permissions are checked before acting, and every refusal goes through
+:func:`~bot.frontends.discord.feedback.report`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService, KeyFactory, Mode
+from bot.core.chat import Author, ChatService, Reply
 from bot.errors import BotError, BusyError, GenerationError, PromptError
-from bot.frontends.discord.rendering import NO_MENTIONS, ChannelThrottles, ReplyRenderer
+from bot.frontends.discord.feedback import (
+    NO_MENTIONS,
+    TO_ANSWER_IN_A_CHANNEL,
+    TO_ANSWER_IN_A_THREAD,
+    TO_OPEN_A_THREAD,
+    DiscordRefusal,
+    refusal,
+    report,
+    require,
+    require_open_thread,
+)
+from bot.frontends.discord.rendering import RESTART_MARK, ChannelThrottles, ReplyRenderer
 from bot.frontends.discord.views import Action, reply_view
 
 if TYPE_CHECKING:
@@ -31,6 +48,8 @@ _log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 100
 ECHO_LIMIT = 2000
+SHUTDOWN_GRACE = 10.0
+"""Seconds a shutdown waits for the replies in flight to be stored and shown."""
 
 
 def thread_name(prompt: str) -> str:
@@ -41,13 +60,10 @@ def thread_name(prompt: str) -> str:
     return first or "Conversation"
 
 
-def conversation_key(channel: object, bot_user_id: int) -> str | None:
-    """The store key of a channel that is a conversation: a thread the bot made, or a DM."""
-    if isinstance(channel, discord.Thread) and channel.owner_id == bot_user_id:
-        return f"thread:{channel.id}"
-    if isinstance(channel, discord.DMChannel):
-        return f"dm:{channel.id}"
-    return None
+def echo_text(author: Author, prompt: str) -> str:
+    """A slash command's prompt as the channel sees it."""
+    echo = f"**{author.name}:** {prompt}"
+    return echo if len(echo) <= ECHO_LIMIT else echo[: ECHO_LIMIT - 1] + "…"
 
 
 class Conversations(commands.Cog):
@@ -57,23 +73,54 @@ class Conversations(commands.Cog):
         self.bot = bot
         self.chat = chat
         self.throttles = ChannelThrottles()
-        self.streaming: dict[int, ReplyRenderer] = {}
-        """Replies in flight, by the id of their first message (for the Stop button)."""
-        self.latest: dict[str, list[discord.Message]] = {}
-        """The messages of each conversation's latest reply (for Regenerate)."""
+        self.replies: dict[str, ReplyRenderer] = {}
+        """The reply in flight of each conversation (one at most: the chat service serializes them)."""
+        self.adopted: set[int] = set()
+        """Threads the bot did not create but was mentioned in: conversations too."""
+        self._pressed: set[str] = set()
+        """Conversations with a Regenerate or Continue press being handled."""
+        self._self_deleted: set[int] = set()
+        """Messages the bot deleted itself (a regenerated reply that got shorter): not a person's deletion."""
         self._answering: set[asyncio.Task[Any]] = set()
+        self.closing = False
 
     async def cog_unload(self) -> None:
-        """On shutdown, stop every reply in flight and let each store and show what it had."""
-        for renderer in list(self.streaming.values()):
-            renderer.stop()
+        """On shutdown: stop each reply in flight, let it be stored (partial) and shown, before Discord closes."""
+        self.closing = True
+        for renderer in list(self.replies.values()):
+            renderer.stop(RESTART_MARK)
         if self._answering:
-            await asyncio.wait(self._answering, timeout=5)
+            _, waiting = await asyncio.wait(self._answering, timeout=SHUTDOWN_GRACE)
+            for task in waiting:  # still waiting for their turn: nothing was shown for them yet
+                task.cancel()
+            if waiting:
+                await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE)
 
     @property
     def _me(self) -> int:
         assert self.bot.user is not None
         return self.bot.user.id
+
+    def conversation_key(self, channel: object) -> str | None:
+        """The store key of a channel that is a conversation: a thread the bot made or adopted, or a DM."""
+        if isinstance(channel, discord.Thread) and (channel.owner_id == self._me or channel.id in self.adopted):
+            return f"thread:{channel.id}"
+        if isinstance(channel, discord.DMChannel):
+            return f"dm:{channel.id}"
+        return None
+
+    async def _find_conversation(self, channel: object) -> str | None:
+        """:meth:`conversation_key`, also for a thread adopted before a restart (asks the store)."""
+        key = self.conversation_key(channel)
+        if key is None and isinstance(channel, discord.Thread) and await self.chat.exists(f"thread:{channel.id}"):
+            self.adopted.add(channel.id)
+            key = f"thread:{channel.id}"
+        return key
+
+    def _bot_permissions(self, channel: object) -> discord.Permissions:
+        if isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+            return channel.permissions_for(channel.guild.me)
+        return discord.Permissions.all()  # a DM: no permissions apply
 
     # -- slash commands --------------------------------------------------------------------------
 
@@ -83,194 +130,374 @@ class Conversations(commands.Cog):
         self, interaction: discord.Interaction[Any], prompt: app_commands.Range[str, 1, 4000]
     ) -> None:
         """Talk to the model: opens a thread for the conversation (or continues this one)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
         author = Author(interaction.user.id, interaction.user.display_name)
-        echo = f"**{author.name}:** {prompt}"
-        echo = echo if len(echo) <= ECHO_LIMIT else echo[: ECHO_LIMIT - 1] + "…"
         channel = interaction.channel
-        key = conversation_key(channel, self._me)
+        permissions = interaction.app_permissions if interaction.guild_id else discord.Permissions.all()
+        key = await self._find_conversation(channel)
         if key is not None:
-
-            async def announce() -> None:
-                await interaction.response.send_message(echo, allowed_mentions=NO_MENTIONS)
-
-            await self._answer(channel, author, prompt, key, interaction=interaction, announce=announce)
+            assert isinstance(channel, discord.Thread | discord.DMChannel)
+            if isinstance(channel, discord.Thread):
+                require(permissions, TO_ANSWER_IN_A_THREAD)
+                require_open_thread(channel, permissions)
+            echo = await channel.send(echo_text(author, prompt), allowed_mentions=NO_MENTIONS)
+            if await self._answer(lambda: channel, author, prompt, key, interaction, external_id=echo.id) is False:
+                with contextlib.suppress(discord.HTTPException):
+                    await echo.delete()
             return
         if not isinstance(channel, discord.TextChannel):
-            await interaction.response.send_message(
-                "Use /chat in a text channel, in one of my threads, or in a DM.", ephemeral=True
-            )
-            return
-        opened: list[discord.Thread] = []
+            raise DiscordRefusal("Use /chat in a text channel, in one of my threads, or in a DM.")
+        require(permissions, TO_OPEN_A_THREAD)
+        opened = _Opened()
 
         async def open_thread() -> str:
-            await interaction.response.send_message(echo, allowed_mentions=NO_MENTIONS)
-            starter = await interaction.original_response()
-            thread = await starter.create_thread(name=thread_name(prompt))
-            opened.append(thread)
-            return f"thread:{thread.id}"
+            echo = await channel.send(echo_text(author, prompt), allowed_mentions=NO_MENTIONS)
+            return await opened.thread_from(echo, prompt, delete_starter=True)
 
-        await self._answer(lambda: opened[0], author, prompt, open_thread, interaction=interaction)
+        await self._answer(opened.channel, author, prompt, open_thread, interaction)
 
     @app_commands.command(name="reset")
     async def reset_command(self, interaction: discord.Interaction[Any]) -> None:
         """Forget this conversation's history; the next message starts fresh."""
-        key = conversation_key(interaction.channel, self._me)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        key = await self._find_conversation(interaction.channel)
         if key is None:
-            await interaction.response.send_message("Use /reset inside one of my threads or in a DM.", ephemeral=True)
-            return
+            raise DiscordRefusal("Use /reset inside one of my threads or in a DM.")
         forgotten = await self.chat.reset(key)
-        self.latest.pop(key, None)
-        await interaction.response.send_message(
-            f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}; the conversation starts fresh.", ephemeral=True
+        await interaction.edit_original_response(
+            content=f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}; the conversation starts fresh."
         )
 
     # -- messages --------------------------------------------------------------------------------
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        """Answer messages in bot threads and DMs, and mentions in channels (in a new thread)."""
-        if message.author.bot or message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        """Answer messages in conversations, and mentions elsewhere (in a new thread, or in the thread itself)."""
+        if self.closing or message.author.bot:
             return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        channel = message.channel
+        # No await before the chat service takes the message: messages keep the order they arrived in.
+        key = self.conversation_key(channel)
+        mentioned = self.bot.user in message.mentions
+        if key is None and isinstance(channel, discord.Thread):
+            key = await self._find_conversation(channel)
+            if key is None and mentioned:
+                self.adopted.add(channel.id)  # a mention in someone else's thread (or a forum post) adopts it
+                key = f"thread:{channel.id}"
         content = re.sub(rf"<@!?{self._me}>", "", message.content).strip()
         author = Author(message.author.id, message.author.display_name)
-        key = conversation_key(message.channel, self._me)
         if key is not None:
-            if content:
-                await self._answer(message.channel, author, content, key, reference=message)
-            return
-        if self.bot.user in message.mentions and isinstance(message.channel, discord.TextChannel):
             if not content:
-                await message.reply(
-                    "Mention me with a message and I'll answer in a thread.", allowed_mentions=NO_MENTIONS
-                )
+                return  # an attachment or sticker alone, or no Message Content intent: nothing to answer
+            if not self._can_answer(channel, message):
                 return
-            opened: list[discord.Thread] = []
+            await self._answer(lambda: channel, author, content, key, message, external_id=message.id)
+            return
+        if not mentioned or not isinstance(channel, discord.TextChannel):
+            return
+        if not self._can_answer(channel, message, opening=True):
+            return
+        if not content:
+            await message.reply("Mention me with a message and I'll answer in a thread.", allowed_mentions=NO_MENTIONS)
+            return
+        opened = _Opened()
+        await self._answer(
+            opened.channel,
+            author,
+            content,
+            lambda: opened.thread_from(message, content),
+            message,
+            external_id=message.id,
+        )
 
-            async def open_thread() -> str:
-                thread = await message.create_thread(name=thread_name(content))
-                opened.append(thread)
-                return f"thread:{thread.id}"
+    def _can_answer(self, channel: object, message: discord.Message, *, opening: bool = False) -> bool:
+        """Whether the bot may answer in ``channel``; says what is missing when it can still speak there."""
+        permissions = self._bot_permissions(channel)
+        needed = TO_OPEN_A_THREAD if opening else TO_ANSWER_IN_A_THREAD
+        if not isinstance(channel, discord.Thread) and not opening:
+            needed = TO_ANSWER_IN_A_CHANNEL
+        try:
+            require(permissions, needed)
+            require_open_thread(channel, permissions)
+        except DiscordRefusal as error:
+            can_speak = (
+                permissions.send_messages_in_threads
+                if isinstance(channel, discord.Thread)
+                else (permissions.send_messages)
+            )
+            _log.info("Not answering in %s: %s", getattr(channel, "id", "?"), error)
+            if can_speak and permissions.view_channel and not getattr(channel, "locked", False):
+                self._spawn(report(message, error))
+            return False
+        return True
 
-            await self._answer(lambda: opened[0], author, content, open_thread, reference=message)
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """A person edited a message of a conversation: the stored history changes with it."""
+        author = payload.data.get("author") or {}
+        if "content" not in payload.data or author.get("bot"):
+            return
+        content = re.sub(rf"<@!?{self._me}>", "", payload.data["content"]).strip()
+        if content and await self.chat.edit(payload.message_id, content):
+            _log.info("Message %d was edited; its conversation's history follows", payload.message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A deleted message leaves its conversation; a reply deleted while it streams stops at once."""
+        await self._deleted([payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self._deleted(sorted(payload.message_ids))
+
+    async def _deleted(self, message_ids: list[int]) -> None:
+        for message_id in message_ids:
+            if message_id in self._self_deleted:
+                self._self_deleted.discard(message_id)
+                continue
+            streaming = next((r for r in self.replies.values() if message_id in r.message_ids), None)
+            if streaming is not None:
+                streaming.abandon()
+            elif await self.chat.forget(message_id):
+                _log.info("Message %d was deleted; it left its conversation's history", message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        """A deleted conversation thread stops its reply at once and is forgotten."""
+        key = f"thread:{payload.thread_id}"
+        renderer = self.replies.get(key)
+        if renderer is not None:
+            renderer.abandon()
+        self.adopted.discard(payload.thread_id)
+        if await self.chat.drop_conversation(key):
+            _log.info("Thread %d was deleted; its conversation is forgotten", payload.thread_id)
 
     # -- answering -------------------------------------------------------------------------------
 
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background, kept until done, failures logged."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                _log.exception("A background task failed")
+
+        task = asyncio.create_task(run())
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
     async def _answer(
         self,
-        channel: discord.abc.Messageable | Any,
+        channel: Callable[[], discord.abc.Messageable],
         author: Author,
         content: str,
-        key: str | KeyFactory,
+        key: str | Callable[[], Awaitable[str]],
+        source: discord.Interaction[Any] | discord.Message,
         *,
-        mode: Mode = "new",
-        interaction: discord.Interaction[Any] | None = None,
-        reference: discord.Message | None = None,
-        reuse: list[discord.Message] | None = None,
-        announce: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Run one reply end to end; every failure ends as a short message, never a crash.
+        external_id: int | None = None,
+    ) -> bool:
+        """Store ``content`` and answer it; every failure ends as a short message, never a crash.
 
-        ``announce`` runs once the request is admitted, before the reply appears.
+        Returns False if the message was refused before it was stored.
         """
-        guild_id = (
-            interaction.guild_id if interaction else (reference.guild.id if reference and reference.guild else None)
-        )
-        renderer: ReplyRenderer | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        self._answering.add(task)
+        guild_id = source.guild_id if isinstance(source, discord.Interaction) else getattr(source.guild, "id", None)
+        interaction = source if isinstance(source, discord.Interaction) else None
+        shown: list[_Shown] = []
+        stored = True
         try:
-            async with self.chat.respond(key, author, content, mode=mode, guild_id=guild_id) as reply:
-                if announce is not None:
-                    await announce()
-                target = channel() if callable(channel) else channel
-                renderer = ReplyRenderer(
-                    target,
-                    self.throttles(getattr(target, "id", 0)),
-                    lambda streaming: reply_view(author.id, streaming=streaming),
-                    reuse=reuse,
-                    skip=len(reply.text) if mode == "continue" else 0,
-                )
-                first = await renderer.start(reply)
-                conversation = key if isinstance(key, str) else conversation_key(target, self._me) or ""
-                self.streaming[first.id] = renderer
-                try:
-                    await renderer.stream(reply)
-                finally:
-                    self.streaming.pop(first.id, None)
-                    self.latest[conversation] = renderer.messages
-        except (BusyError, PromptError) as error:
-            await self._refuse(error, content, interaction=interaction, reference=reference, channel=channel)
+            async with self.chat.respond(key, author, content, external_id=external_id, guild_id=guild_id) as reply:
+                if interaction is not None:
+                    await _dismiss(interaction)
+                if reply is not None:
+                    target = channel()
+                    conversation = key if isinstance(key, str) else f"thread:{getattr(target, 'id', 0)}"
+                    await self._show(reply, target, conversation, author.id, shown)
+        except (BusyError, PromptError, DiscordRefusal) as error:
+            stored = isinstance(error, BusyError) and isinstance(key, str)
+            await report(source, error, returned=None if stored or interaction is None else content)
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
         except BotError as error:
-            await self._refuse(error, content, interaction=interaction, reference=reference, channel=channel)
+            await report(source, error)
         finally:
-            if renderer is not None:  # the reply is stored by now: show it whole, with its buttons
-                try:
-                    await renderer.finish()
-                except discord.HTTPException:
-                    _log.warning("Could not show the end of a reply", exc_info=True)
+            for item in shown:
+                await self._finish(item)
+            self._answering.discard(task)
+        return stored
 
-    @staticmethod
-    async def _refuse(
-        error: BotError,
-        content: str,
-        *,
-        interaction: discord.Interaction[Any] | None,
-        reference: discord.Message | None,
-        channel: object,
+    async def _show(
+        self, reply: Reply, channel: discord.abc.Messageable, key: str, owner: int, shown: list[_Shown]
     ) -> None:
-        """Tell the user why nothing happened: ephemeral for interactions, a reply for messages.
+        """Stream ``reply`` into ``channel``; :meth:`_finish` makes its final edit once the reply is stored.
 
-        A slash command's text exists nowhere else, so it comes back as a file to send again.
+        A new reply posts new messages and retires the previous reply's buttons; Regenerate
+        rewrites the messages of the reply it replaces; Continue adds messages after them.
         """
-        text = f"⚠️ {error}"
-        if interaction is not None:
-            files = [discord.File(io.BytesIO(content.encode()), "your-message.txt")] if content else []
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, files=files)
+        continuing = bool(reply.prefix)
+        earlier = list(reply.shown_in) if continuing else []
+        reuse = [] if continuing else [p for p in (_partial(channel, i) for i in reply.shown_in) if p is not None]
+        renderer = ReplyRenderer(
+            channel,
+            self.throttles(getattr(channel, "id", 0)),
+            lambda streaming: reply_view(owner, streaming=streaming),
+            reuse=reuse,
+            skip=len(reply.prefix),
+            on_delete=self._self_deleted.add,
+        )
+        self.replies[key] = renderer
+        shown.append(_Shown(reply, renderer, key, earlier))
+        if continuing:
+            await self._retire_buttons(channel, earlier)
+        elif not reuse:
+            await self._retire_buttons(channel, await self.chat.earlier_reply(reply))
+        await renderer.start(reply)
+        reply.shown_in = earlier + renderer.message_ids
+        try:
+            await renderer.stream(reply)
+        finally:
+            reply.shown_in = earlier + renderer.message_ids
+
+    async def _finish(self, shown: _Shown) -> None:
+        """Once the reply is stored: its final edit, then where it is shown now (or its removal if deleted)."""
+        reply, renderer = shown.reply, shown.renderer
+        try:
+            await renderer.finish()
+        except discord.HTTPException:
+            _log.warning("Could not show the end of a reply", exc_info=True)
+        finally:
+            if self.replies.get(shown.key) is renderer:
+                del self.replies[shown.key]
+        try:
+            if renderer.gone:
+                await self.chat.discard(reply)
             else:
-                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, files=files)
-        elif reference is not None:
-            await reference.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
-        elif isinstance(channel, discord.abc.Messageable):
-            await channel.send(text, allowed_mentions=NO_MENTIONS)
+                await self.chat.show_in(reply, shown.earlier + renderer.message_ids)
+        except BotError:
+            _log.warning("Could not record where a reply is shown", exc_info=True)
+
+    async def _retire_buttons(self, channel: discord.abc.Messageable, message_ids: list[int]) -> None:
+        """Take the buttons off an earlier reply: only the latest reply can be regenerated or continued."""
+        if not message_ids or not isinstance(channel, discord.abc.Messageable):
+            return
+        partial = _partial(channel, message_ids[-1])
+        if partial is None:
+            return
+        async with self.throttles(getattr(channel, "id", 0)):
+            with contextlib.suppress(discord.HTTPException):
+                await partial.edit(view=None)
 
     # -- buttons ---------------------------------------------------------------------------------
 
+    @commands.Cog.listener()
     async def on_reply_button(self, interaction: discord.Interaction[Any], action: Action, owner: int) -> None:
-        """Stop, Regenerate or Continue the reply whose button was pressed."""
+        """Stop, Regenerate or Continue the reply whose button was pressed (sent by the buttons as an event)."""
         message = interaction.message
         assert message is not None
+        key = self.conversation_key(interaction.channel)
         if action == "stop":
-            renderer = self.streaming.get(message.id)
-            if renderer is None:
-                await interaction.response.send_message("That reply has already finished.", ephemeral=True)
-                return
-            permissions = interaction.permissions
-            if interaction.user.id != owner and not permissions.manage_messages:
-                await interaction.response.send_message(
-                    "Only the person who asked, or a moderator, can stop this reply.", ephemeral=True
-                )
-                return
-            await interaction.response.defer()
-            renderer.stop()
+            await self._stop(interaction, message, key, owner)
             return
-        key = conversation_key(interaction.channel, self._me)
         if key is None:
-            await interaction.response.send_message("This conversation is no longer available.", ephemeral=True)
+            await report(interaction, DiscordRefusal("This conversation is no longer available."))
             return
-        if any(r.first_message and r.first_message.channel.id == message.channel.id for r in self.streaming.values()):
-            await interaction.response.send_message("Wait for the current reply to finish.", ephemeral=True)
+        if key in self._pressed or self.chat.replying(key):
+            await report(interaction, DiscordRefusal("Wait for the current reply to finish (or press Stop)."))
             return
-        latest = self.latest.get(key)
-        if latest is not None and message.id not in {m.id for m in latest}:
-            verb = "regenerated" if action == "regenerate" else "continued"
-            await interaction.response.send_message(f"Only the latest reply can be {verb}.", ephemeral=True)
+        self._pressed.add(key)
+        try:
+            await interaction.response.defer()
+            await self._redo(interaction, message, key, action, owner)
+        finally:
+            self._pressed.discard(key)
+
+    async def _stop(
+        self, interaction: discord.Interaction[Any], message: discord.Message, key: str | None, owner: int
+    ) -> None:
+        renderer = self.replies.get(key) if key is not None else None
+        if renderer is None or message.id not in renderer.message_ids:
+            await report(interaction, DiscordRefusal("That reply has already finished."))
+            return
+        if interaction.user.id != owner and not interaction.permissions.manage_messages:
+            await report(interaction, DiscordRefusal("Only the person who asked, or a moderator, can stop this reply."))
             return
         await interaction.response.defer()
+        renderer.stop()
+
+    async def _redo(
+        self, interaction: discord.Interaction[Any], message: discord.Message, key: str, action: Action, owner: int
+    ) -> None:
+        channel = message.channel
         author = Author(interaction.user.id, interaction.user.display_name)
-        if action == "regenerate":
-            await self._answer(
-                message.channel, author, "", key, mode="regenerate", interaction=interaction, reuse=latest or [message]
-            )
-        else:
-            await self._answer(message.channel, author, "", key, mode="continue", interaction=interaction)
+        try:
+            if isinstance(channel, discord.Thread):
+                require(interaction.app_permissions, TO_ANSWER_IN_A_THREAD)
+                require_open_thread(channel, interaction.app_permissions)
+                if channel.archived:
+                    await channel.edit(archived=False)  # a message in an archived thread cannot be edited
+            target = await self.chat.find(message.id)
+            if target is None:
+                raise DiscordRefusal("This reply is no longer part of the conversation.")
+            mode: Literal["regenerate", "continue"] = "regenerate" if action == "regenerate" else "continue"
+            shown: list[_Shown] = []
+            try:
+                async with self.chat.redo(key, author, target, mode) as reply:
+                    reply.shown_in = reply.shown_in or [message.id]  # a reply stored before message links existed
+                    await self._show(reply, channel, key, owner, shown)
+            finally:
+                for item in shown:
+                    await self._finish(item)
+        except discord.HTTPException as error:
+            await report(interaction, refusal(error, "write in this thread"))
+        except GenerationError:
+            _log.info("A reply failed in the model; the user sees why")
+        except BotError as error:
+            await report(interaction, error)
+
+
+@dataclass(slots=True)
+class _Shown:
+    """A reply on screen, until its final edit."""
+
+    reply: Reply
+    renderer: ReplyRenderer
+    key: str
+    earlier: list[int]
+
+
+class _Opened:
+    """The thread a new conversation opens, once the chat service admitted it."""
+
+    def __init__(self) -> None:
+        self.thread: discord.Thread | None = None
+
+    def channel(self) -> discord.abc.Messageable:
+        assert self.thread is not None
+        return self.thread
+
+    async def thread_from(self, starter: discord.Message, prompt: str, *, delete_starter: bool = False) -> str:
+        """Open a public thread from ``starter``; on refusal, the starter goes too if it was ours."""
+        try:
+            self.thread = await starter.create_thread(name=thread_name(prompt))
+        except discord.HTTPException as error:
+            if delete_starter:
+                with contextlib.suppress(discord.HTTPException):
+                    await starter.delete()
+            raise refusal(error, "open a thread") from error
+        return f"thread:{self.thread.id}"
+
+
+def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:
+    getter = getattr(channel, "get_partial_message", None)
+    return getter(message_id) if getter is not None else None
+
+
+async def _dismiss(interaction: discord.Interaction[Any]) -> None:
+    """Remove the ephemeral "thinking…" answer of an accepted command: the echo and the reply say it all."""
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import discord
@@ -27,6 +28,9 @@ _log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 THINKING = "*thinking…*"
 STOPPED_MARK = "*(stopped)*"
+RESTART_MARK = "*(stopped: the bot restarted)*"
+QUEUE_EDIT_PERIOD = 3.0
+"""Seconds between two edits of one placeholder's queue position: a queue that moves fast is shown coarsely."""
 
 
 def queued_text(position: int) -> str:
@@ -61,12 +65,14 @@ class ReplyRenderer:
         channel_throttle: Throttler,
         views: ViewFactory,
         *,
-        reuse: list[discord.Message] | None = None,
+        reuse: list[discord.Message] | list[discord.PartialMessage] | None = None,
         skip: int = 0,
         edit_period: float = 1.0,
+        queue_period: float | None = None,
+        on_delete: Callable[[int], None] | None = None,
     ) -> None:
         self.channel = channel
-        self.messages: list[discord.Message] = list(reuse or [])
+        self.messages: list[discord.Message | discord.PartialMessage] = list(reuse or [])
         self._shown: list[str | None] = [None] * len(self.messages)
         self._channel_throttle = channel_throttle
         self._reply_throttle = Throttler(rate_limit=1, period=edit_period)
@@ -74,27 +80,38 @@ class ReplyRenderer:
         self._skip = skip  # characters of reply.text that belong to an earlier message (Continue)
         self._dirty = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
-        self.stopped = False
+        self._queue_period = QUEUE_EDIT_PERIOD if queue_period is None else queue_period
+        self._queue_shown_at = 0.0
+        self._on_delete = on_delete
+        self.stopped: str | None = None
+        """The mark shown after the text when the reply was stopped (Stop button, shutdown), else None."""
+        self.gone = False
+        """The reply's message was deleted (or its channel): nothing is shown any more."""
         self.error: BotError | None = None
         self._streaming = True
         self._closing = False
         self._reply: Reply | None = None
 
     @property
-    def first_message(self) -> discord.Message | None:
-        return self.messages[0] if self.messages else None
+    def message_ids(self) -> list[int]:
+        """The ids of the messages that show the reply, in order."""
+        return [message.id for message in self.messages]
 
-    async def start(self, reply: Reply) -> discord.Message:
-        """Post (or reuse) the placeholder showing the queue position; returns the first message."""
+    async def start(self, reply: Reply) -> None:
+        """Post (or reuse) the placeholder showing the queue position."""
         await self._sync(queued_text(reply.position), force=True)
-        assert self.messages
-        return self.messages[0]
+        self._queue_shown_at = time.monotonic()
 
-    def stop(self) -> None:
-        """Stop the generation; the text so far stays and is marked."""
-        self.stopped = True
+    def stop(self, mark: str = STOPPED_MARK) -> None:
+        """Stop the generation; the text so far stays and is marked with ``mark``."""
+        self.stopped = mark
         if self._consumer is not None:
             self._consumer.cancel()
+
+    def abandon(self) -> None:
+        """The reply's message or channel was deleted: stop generating at once and show nothing more."""
+        self.gone = True
+        self.stop()
 
     async def stream(self, reply: Reply) -> None:
         """Follow the queue and stream the text until the reply ends (or :meth:`stop`).
@@ -110,7 +127,7 @@ class ReplyRenderer:
         try:
             await self._consumer
         except asyncio.CancelledError:
-            if not self.stopped:
+            if self.stopped is None:
                 raise
         except BotError as error:
             self.error = error
@@ -126,7 +143,7 @@ class ReplyRenderer:
     async def finish(self) -> None:
         """The last edit: the whole text (marked if stopped or failed) and the buttons of a finished reply."""
         self._streaming = False
-        if self._reply is not None:
+        if self._reply is not None and not self.gone:
             await self._sync(self._display(self._reply), force=True)
 
     async def _consume(self, reply: Reply) -> None:
@@ -134,8 +151,15 @@ class ReplyRenderer:
             self._dirty.set()
 
     async def _watch_queue(self, reply: Reply) -> None:
+        """Show queue moves, at most one edit per ``queue_period``; the start of generation at once."""
         while not reply.ticket.started:
             await reply.ticket.wait_changed()
+            deadline = self._queue_shown_at + self._queue_period
+            while not reply.ticket.started and (remaining := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reply.ticket.wait_changed(), remaining)
+            if not reply.ticket.started:
+                self._queue_shown_at = time.monotonic()
             self._dirty.set()
 
     def _display(self, reply: Reply) -> str:
@@ -144,8 +168,8 @@ class ReplyRenderer:
             return text or queued_text(reply.position)
         if self.error is not None:
             return f"{text}\n\n⚠️ {self.error}" if text else f"⚠️ {self.error}"
-        if self.stopped:
-            return f"{text} {STOPPED_MARK}" if text else STOPPED_MARK
+        if self.stopped is not None:
+            return f"{text} {self.stopped}" if text else self.stopped
         return text or "*(no answer)*"
 
     async def _pump(self, reply: Reply) -> None:
@@ -157,12 +181,19 @@ class ReplyRenderer:
                 return
             try:
                 await self._sync(self._display(reply))
+            except discord.NotFound:
+                _log.info("A streaming reply's message is gone; stopping it")
+                self.abandon()
+                return
             except discord.HTTPException:
                 _log.warning("An edit of a streaming reply failed; the next one will carry the text", exc_info=True)
 
     async def _sync(self, text: str, *, force: bool = False) -> None:
         """Make the messages show ``text``: edit what changed, send what is new."""
-        pieces = split_message(text)
+        if self.gone:
+            return
+        # Discord refuses a message that is empty once trimmed: a run of blank lines shows as a zero-width space.
+        pieces = [piece if piece.strip() else "\u200b" for piece in split_message(text)]
         streaming = self._streaming
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
@@ -190,8 +221,10 @@ class ReplyRenderer:
                 self.messages.append(message)
                 self._shown.append(f"{piece}\0{streaming if last else 'plain'}")
         if force and len(self.messages) > len(pieces):  # a regenerated reply that got shorter
-            for message in self.messages[len(pieces) :]:
+            for extra in self.messages[len(pieces) :]:
+                if self._on_delete is not None:
+                    self._on_delete(extra.id)
                 with contextlib.suppress(discord.HTTPException):
-                    await message.delete()
+                    await extra.delete()
             del self.messages[len(pieces) :]
             del self._shown[len(pieces) :]

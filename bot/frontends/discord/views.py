@@ -1,19 +1,16 @@
 """The buttons under a reply: Stop, Regenerate, Continue.
 
 They are :class:`discord.ui.DynamicItem` buttons whose ``custom_id`` carries the action
-and the id of the person who asked, so they keep working after a restart. Presses are
-handed to the conversations cog, which knows the replies in flight.
+and the id of the person who asked, so they keep working after a restart. A press is
+dispatched as the ``reply_button`` event, which the conversations cog listens to.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import discord
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.conversations import Conversations
 
 Action = Literal["stop", "regenerate", "continue"]
 _LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
@@ -45,11 +42,7 @@ class ReplyButton(
         return cls(action, int(match["owner"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        cog = cast("Conversations | None", interaction.client.get_cog("Conversations"))
-        if cog is None:
-            await interaction.response.send_message("The bot is starting up; try again shortly.", ephemeral=True)
-            return
-        await cog.on_reply_button(interaction, self.action, self.owner)
+        interaction.client.dispatch("reply_button", interaction, self.action, self.owner)
 
 
 def reply_view(owner: int, *, streaming: bool) -> discord.ui.View:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,49 +11,10 @@ from bot.frontends.discord.splitting import MESSAGE_LIMIT
 from bot.store import MessageStatus, Role
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import ChannelType, FakeDiscord
+from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread, long_reply_streaming
 from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def chat(fake: FakeDiscord, prompt: str, **kwargs: Any) -> Any:
-    kwargs.setdefault("user", fake.alice)
-    kwargs.setdefault("channel_id", fake.channel.id)
-    kwargs.setdefault("guild_id", fake.guild.id)
-    return await fake.invoke_slash("chat", {"prompt": prompt}, **kwargs)
-
-
-async def first_thread(fake: FakeDiscord) -> Any:
-    """The one thread the bot opened, once it exists."""
-    return await fake.wait_for(lambda: fake.threads[0] if fake.threads else None)
-
-
-def bot_messages(fake: FakeDiscord, channel_id: int) -> list[dict[str, Any]]:
-    return [
-        m
-        for m in fake.messages_in(channel_id)
-        if int(m["author"]["id"]) == fake.bot_user.id and not m.get("flags", 0) & 64  # not ephemeral
-    ]
-
-
-async def final_reply(
-    fake: FakeDiscord,
-    channel_id: int,
-    count: int = 1,
-    timeout: float = 20,  # noqa: ASYNC109
-) -> list[dict[str, Any]]:
-    """Wait until the bot's ``count``-th reply message in the channel has its buttons for a finished reply."""
-
-    def done() -> list[dict[str, Any]] | None:
-        messages = bot_messages(fake, channel_id)
-        if len(messages) < count:
-            return None
-        last = messages[-1]
-        buttons = [c for row in last.get("components", []) for c in row.get("components", [])]
-        finished = any(b.get("label") == "Regenerate" and not b.get("disabled") for b in buttons)
-        return messages if finished else None
-
-    return await fake.wait_for(done, timeout=timeout)
 
 
 async def test_commands_are_synced_to_the_configured_guild(fake: FakeDiscord, running: Running) -> None:
@@ -74,10 +34,12 @@ async def test_chat_opens_a_public_thread_and_streams_the_reply(
     backend.delay = 0.1
     handle = await chat(fake, "Tell me a joke about bananas.")
     callback = await handle.wait_callback()
-    assert callback["type"] == 4
+    assert (callback["type"], callback["data"]["flags"] & 64) == (5, 64)  # acknowledged first, privately
     thread = await first_thread(fake)
     assert thread.type == ChannelType.PUBLIC_THREAD
     assert thread.name == "Tell me a joke about bananas."
+    echo = fake.message(thread.id)  # the thread starts from the prompt, echoed in the channel
+    assert echo["content"] == f"**{fake.alice.display_name}:** Tell me a joke about bananas."
     (reply,) = await final_reply(fake, thread.id)
     assert reply["content"] == " ".join(words)
     versions = [e["content"] for e in reply["edits"]]
@@ -175,17 +137,6 @@ async def test_rate_limited_edit_is_retried_and_the_final_text_lands(
     assert any(r.status == 429 for r in fake.requests_to("PATCH", r"/channels/\d+/messages/\d+"))
 
 
-async def long_reply_streaming(fake: FakeDiscord, backend: ScriptedBackend) -> tuple[Any, dict[str, Any]]:
-    """Alice asks for a long reply; returns its thread and first message once text is streaming."""
-    backend.script = lambda prompt: " ".join(f"w{i}" for i in range(400))
-    backend.delay = 0.05
-    await chat(fake, "Talk for a long time.")
-    thread = await first_thread(fake)
-    placeholder = await fake.wait_for(lambda: (bot_messages(fake, thread.id) or [None])[0])
-    await fake.wait_for(lambda: fake.message(placeholder["id"])["content"].startswith("w0") or None)
-    return thread, placeholder
-
-
 async def test_stop_keeps_the_partial_reply_and_marks_it(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
@@ -255,8 +206,7 @@ async def test_reset_forgets_the_thread(fake: FakeDiscord, running: Running, bac
     thread = await first_thread(fake)
     await final_reply(fake, thread.id)
     handle = await fake.invoke_slash("reset", {}, user=fake.alice, channel_id=thread.id, guild_id=fake.guild.id)
-    callback = await handle.wait_callback()
-    assert "Forgot 2 messages" in callback["data"]["content"]
+    await handle.wait_original(lambda original: "Forgot 2 messages" in original["content"])
     await fake.send_message(thread.id, fake.alice, "What word?")
     await final_reply(fake, thread.id, count=2)
     assert "pineapple" not in backend.prompts[-1].text
@@ -291,11 +241,11 @@ async def test_busy_is_an_ephemeral_answer(fake: FakeDiscord, running: Running) 
     """A full queue gets a short ephemeral reply and no thread."""
     running.chat.engine.variant().scheduler.max_per_user = 0
     handle = await chat(fake, "hello")
-    callback = await handle.wait_callback()
-    assert callback["data"]["flags"] & 64
-    assert "requests waiting" in callback["data"]["content"]
+    original = await handle.wait_original(lambda original: "requests waiting" in original["content"])
+    assert original["flags"] & 64
     assert fake.threads == []
-    (upload,) = fake.requests_to("POST", r"/interactions/\d+/.+/callback")[-1].files
+    assert bot_messages(fake, fake.channel.id) == []  # no echo left behind
+    (upload,) = fake.requests_to("PATCH", r"/webhooks/\d+/.+/messages/@original")[-1].files
     assert upload == "your-message.txt"  # the prompt comes back, nothing is lost
 
 
@@ -303,9 +253,8 @@ async def test_message_too_long_for_the_model_is_refused_clearly(fake: FakeDisco
     """A message that cannot fit the window gets a short ephemeral error."""
     running.chat.engine.variant().builder.context_length = 600
     handle = await chat(fake, "word " * 700)
-    callback = await handle.wait_callback()
-    assert callback["data"]["flags"] & 64
-    assert "too long" in callback["data"]["content"]
+    original = await handle.wait_original(lambda original: "too long" in original["content"])
+    assert original["flags"] & 64
 
 
 async def test_model_failure_is_shown_and_the_bot_keeps_serving(
