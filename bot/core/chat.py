@@ -183,10 +183,22 @@ class ChatService:
             raise PromptError("There is nothing to answer: the message is empty.")
         return self._prompt(variant, [ChatMessage("user", content, author.name)], options)
 
-    async def _store_user_message(
-        self, conversation: Conversation, variant: Variant, author: Author, content: str, external_id: int | None
-    ) -> StoredMessage:
-        return await self.store.add_message(
+    async def _record(
+        self,
+        key: str,
+        variant: Variant,
+        author: Author,
+        content: str,
+        *,
+        external_id: int | None,
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> Conversation:
+        """Store a person's message in conversation ``key`` (created if new); returns the conversation."""
+        conversation = await self.store.get_or_create_conversation(
+            key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+        )
+        await self.store.add_message(
             conversation.id,
             role=Role.USER,
             content=content,
@@ -195,6 +207,7 @@ class ChatService:
             token_count=len(variant.builder.tokenizer.encode_plain(content)),
             external_ids=[external_id] if external_id is not None else (),
         )
+        return conversation
 
     async def _reserve(self, conversation: Conversation, ticket: Ticket, variant: Variant) -> Reply:
         reply = Reply(ticket, variant)
@@ -240,17 +253,15 @@ class ChatService:
         async with self._lane(key) as lane:
             async with lane.record:  # the first await: messages take their place in the order they arrived
                 self._alone(variant, author, content, options)
-                conversation = await self.store.get_or_create_conversation(
-                    key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                conversation = await self._record(
+                    key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
                 )
-                await self._store_user_message(conversation, variant, author, content, external_id)
             async with lane.reply, AsyncExitStack() as stack:
                 reply: Reply | None = None
                 async with lane.record:
                     last = await self.store.last_message(conversation.id)
-                    if last is None or last.role != Role.USER:
-                        pass  # answered by the reply that ran while this message waited
-                    else:
+                    # Otherwise a reply that ran while this message waited had it in its prompt: nothing to do.
+                    if last is not None and last.role == Role.USER:
                         prompt = self._prompt(variant, await self._history(conversation.id, options), options)
                         ticket = await stack.enter_async_context(
                             variant.scheduler.submit(str(author.id), prompt, self.params(options))
@@ -281,10 +292,15 @@ class ChatService:
             new_key = await key()
             async with self._lane(new_key) as lane, lane.reply:
                 async with lane.record:
-                    conversation = await self.store.get_or_create_conversation(
-                        new_key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                    conversation = await self._record(
+                        new_key,
+                        variant,
+                        author,
+                        content,
+                        external_id=external_id,
+                        guild_id=guild_id,
+                        channel_id=channel_id,
                     )
-                    await self._store_user_message(conversation, variant, author, content, external_id)
                     reply = await self._reserve(conversation, ticket, variant)
                 async with self._finishing(reply, "new"):
                     yield reply

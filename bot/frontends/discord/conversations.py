@@ -13,20 +13,16 @@ the model); permissions are checked before acting, and every refusal goes throug
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService, Reply
-from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.core.chat import Author, ChatService
 from bot.frontends.discord.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_CHANNEL,
@@ -38,8 +34,9 @@ from bot.frontends.discord.feedback import (
     require,
     require_open_thread,
 )
-from bot.frontends.discord.rendering import RESTART_MARK, ChannelThrottles, ReplyRenderer
-from bot.frontends.discord.views import Action, reply_view
+from bot.frontends.discord.rendering import RESTART_MARK
+from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.views import Action
 
 if TYPE_CHECKING:
     from bot.frontends.discord.client import AiroborosBot
@@ -48,8 +45,6 @@ _log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 100
 ECHO_LIMIT = 2000
-SHUTDOWN_GRACE = 10.0
-"""Seconds a shutdown waits for the replies in flight to be stored and shown."""
 
 
 def thread_name(prompt: str) -> str:
@@ -72,29 +67,15 @@ class Conversations(commands.Cog):
     def __init__(self, bot: AiroborosBot, chat: ChatService) -> None:
         self.bot = bot
         self.chat = chat
-        self.throttles = ChannelThrottles()
-        self.replies: dict[str, ReplyRenderer] = {}
-        """The reply in flight of each conversation (one at most: the chat service serializes them)."""
+        self.replies = Replies(chat)
         self.adopted: set[int] = set()
         """Threads the bot did not create but was mentioned in: conversations too."""
-        self._pressed: set[str] = set()
-        """Conversations with a Regenerate or Continue press being handled."""
-        self._self_deleted: set[int] = set()
-        """Messages the bot deleted itself (a regenerated reply that got shorter): not a person's deletion."""
-        self._answering: set[asyncio.Task[Any]] = set()
         self.closing = False
 
     async def cog_unload(self) -> None:
-        """On shutdown: stop each reply in flight, let it be stored (partial) and shown, before Discord closes."""
+        """On shutdown (before Discord closes): stop each reply in flight; each is stored (partial) and shown."""
         self.closing = True
-        for renderer in list(self.replies.values()):
-            renderer.stop(RESTART_MARK)
-        if self._answering:
-            _, waiting = await asyncio.wait(self._answering, timeout=SHUTDOWN_GRACE)
-            for task in waiting:  # still waiting for their turn: nothing was shown for them yet
-                task.cancel()
-            if waiting:
-                await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE)
+        await self.replies.stop_all(RESTART_MARK)
 
     @property
     def _me(self) -> int:
@@ -141,7 +122,10 @@ class Conversations(commands.Cog):
                 require(permissions, TO_ANSWER_IN_A_THREAD)
                 require_open_thread(channel, permissions)
             echo = await channel.send(echo_text(author, prompt), allowed_mentions=NO_MENTIONS)
-            if await self._answer(lambda: channel, author, prompt, key, interaction, external_id=echo.id) is False:
+            if (
+                await self.replies.answer(lambda: channel, author, prompt, key, interaction, external_id=echo.id)
+                is False
+            ):
                 with contextlib.suppress(discord.HTTPException):
                     await echo.delete()
             return
@@ -154,7 +138,7 @@ class Conversations(commands.Cog):
             echo = await channel.send(echo_text(author, prompt), allowed_mentions=NO_MENTIONS)
             return await opened.thread_from(echo, prompt, delete_starter=True)
 
-        await self._answer(opened.channel, author, prompt, open_thread, interaction)
+        await self.replies.answer(opened.channel, author, prompt, open_thread, interaction)
 
     @app_commands.command(name="reset")
     async def reset_command(self, interaction: discord.Interaction[Any]) -> None:
@@ -193,7 +177,7 @@ class Conversations(commands.Cog):
                 return  # an attachment or sticker alone, or no Message Content intent: nothing to answer
             if not self._can_answer(channel, message):
                 return
-            await self._answer(lambda: channel, author, content, key, message, external_id=message.id)
+            await self.replies.answer(lambda: channel, author, content, key, message, external_id=message.id)
             return
         if not mentioned or not isinstance(channel, discord.TextChannel):
             return
@@ -203,7 +187,7 @@ class Conversations(commands.Cog):
             await message.reply("Mention me with a message and I'll answer in a thread.", allowed_mentions=NO_MENTIONS)
             return
         opened = _Opened()
-        await self._answer(
+        await self.replies.answer(
             opened.channel,
             author,
             content,
@@ -229,7 +213,7 @@ class Conversations(commands.Cog):
             )
             _log.info("Not answering in %s: %s", getattr(channel, "id", "?"), error)
             if can_speak and permissions.view_channel and not getattr(channel, "locked", False):
-                self._spawn(report(message, error))
+                self.replies.spawn(report(message, error))
             return False
         return True
 
@@ -254,220 +238,28 @@ class Conversations(commands.Cog):
 
     async def _deleted(self, message_ids: list[int]) -> None:
         for message_id in message_ids:
-            if message_id in self._self_deleted:
-                self._self_deleted.discard(message_id)
-                continue
-            streaming = next((r for r in self.replies.values() if message_id in r.message_ids), None)
-            if streaming is not None:
-                streaming.abandon()
-            elif await self.chat.forget(message_id):
+            if not self.replies.deleted(message_id) and await self.chat.forget(message_id):
                 _log.info("Message %d was deleted; it left its conversation's history", message_id)
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
         """A deleted conversation thread stops its reply at once and is forgotten."""
         key = f"thread:{payload.thread_id}"
-        renderer = self.replies.get(key)
-        if renderer is not None:
-            renderer.abandon()
+        self.replies.abandon(key)
         self.adopted.discard(payload.thread_id)
         if await self.chat.drop_conversation(key):
             _log.info("Thread %d was deleted; its conversation is forgotten", payload.thread_id)
-
-    # -- answering -------------------------------------------------------------------------------
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        """Run ``work`` in the background, kept until done, failures logged."""
-
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                _log.exception("A background task failed")
-
-        task = asyncio.create_task(run())
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
-
-    async def _answer(
-        self,
-        channel: Callable[[], discord.abc.Messageable],
-        author: Author,
-        content: str,
-        key: str | Callable[[], Awaitable[str]],
-        source: discord.Interaction[Any] | discord.Message,
-        *,
-        external_id: int | None = None,
-    ) -> bool:
-        """Store ``content`` and answer it; every failure ends as a short message, never a crash.
-
-        Returns False if the message was refused before it was stored.
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        self._answering.add(task)
-        guild_id = source.guild_id if isinstance(source, discord.Interaction) else getattr(source.guild, "id", None)
-        interaction = source if isinstance(source, discord.Interaction) else None
-        shown: list[_Shown] = []
-        stored = True
-        try:
-            async with self.chat.respond(key, author, content, external_id=external_id, guild_id=guild_id) as reply:
-                if interaction is not None:
-                    await _dismiss(interaction)
-                if reply is not None:
-                    target = channel()
-                    conversation = key if isinstance(key, str) else f"thread:{getattr(target, 'id', 0)}"
-                    await self._show(reply, target, conversation, author.id, shown)
-        except (BusyError, PromptError, DiscordRefusal) as error:
-            stored = isinstance(error, BusyError) and isinstance(key, str)
-            await report(source, error, returned=None if stored or interaction is None else content)
-        except GenerationError:
-            _log.info("A reply failed in the model; the user sees why")
-        except BotError as error:
-            await report(source, error)
-        finally:
-            for item in shown:
-                await self._finish(item)
-            self._answering.discard(task)
-        return stored
-
-    async def _show(
-        self, reply: Reply, channel: discord.abc.Messageable, key: str, owner: int, shown: list[_Shown]
-    ) -> None:
-        """Stream ``reply`` into ``channel``; :meth:`_finish` makes its final edit once the reply is stored.
-
-        A new reply posts new messages and retires the previous reply's buttons; Regenerate
-        rewrites the messages of the reply it replaces; Continue adds messages after them.
-        """
-        continuing = bool(reply.prefix)
-        earlier = list(reply.shown_in) if continuing else []
-        reuse = [] if continuing else [p for p in (_partial(channel, i) for i in reply.shown_in) if p is not None]
-        renderer = ReplyRenderer(
-            channel,
-            self.throttles(getattr(channel, "id", 0)),
-            lambda streaming: reply_view(owner, streaming=streaming),
-            reuse=reuse,
-            skip=len(reply.prefix),
-            on_delete=self._self_deleted.add,
-        )
-        self.replies[key] = renderer
-        shown.append(_Shown(reply, renderer, key, earlier))
-        if continuing:
-            await self._retire_buttons(channel, earlier)
-        elif not reuse:
-            await self._retire_buttons(channel, await self.chat.earlier_reply(reply))
-        await renderer.start(reply)
-        reply.shown_in = earlier + renderer.message_ids
-        try:
-            await renderer.stream(reply)
-        finally:
-            reply.shown_in = earlier + renderer.message_ids
-
-    async def _finish(self, shown: _Shown) -> None:
-        """Once the reply is stored: its final edit, then where it is shown now (or its removal if deleted)."""
-        reply, renderer = shown.reply, shown.renderer
-        try:
-            await renderer.finish()
-        except discord.HTTPException:
-            _log.warning("Could not show the end of a reply", exc_info=True)
-        finally:
-            if self.replies.get(shown.key) is renderer:
-                del self.replies[shown.key]
-        try:
-            if renderer.gone:
-                await self.chat.discard(reply)
-            else:
-                await self.chat.show_in(reply, shown.earlier + renderer.message_ids)
-        except BotError:
-            _log.warning("Could not record where a reply is shown", exc_info=True)
-
-    async def _retire_buttons(self, channel: discord.abc.Messageable, message_ids: list[int]) -> None:
-        """Take the buttons off an earlier reply: only the latest reply can be regenerated or continued."""
-        if not message_ids or not isinstance(channel, discord.abc.Messageable):
-            return
-        partial = _partial(channel, message_ids[-1])
-        if partial is None:
-            return
-        async with self.throttles(getattr(channel, "id", 0)):
-            with contextlib.suppress(discord.HTTPException):
-                await partial.edit(view=None)
 
     # -- buttons ---------------------------------------------------------------------------------
 
     @commands.Cog.listener()
     async def on_reply_button(self, interaction: discord.Interaction[Any], action: Action, owner: int) -> None:
         """Stop, Regenerate or Continue the reply whose button was pressed (sent by the buttons as an event)."""
-        message = interaction.message
-        assert message is not None
         key = self.conversation_key(interaction.channel)
-        if action == "stop":
-            await self._stop(interaction, message, key, owner)
-            return
-        if key is None:
-            await report(interaction, DiscordRefusal("This conversation is no longer available."))
-            return
-        if key in self._pressed or self.chat.replying(key):
-            await report(interaction, DiscordRefusal("Wait for the current reply to finish (or press Stop)."))
-            return
-        self._pressed.add(key)
-        try:
-            await interaction.response.defer()
-            await self._redo(interaction, message, key, action, owner)
-        finally:
-            self._pressed.discard(key)
-
-    async def _stop(
-        self, interaction: discord.Interaction[Any], message: discord.Message, key: str | None, owner: int
-    ) -> None:
-        renderer = self.replies.get(key) if key is not None else None
-        if renderer is None or message.id not in renderer.message_ids:
-            await report(interaction, DiscordRefusal("That reply has already finished."))
-            return
-        if interaction.user.id != owner and not interaction.permissions.manage_messages:
-            await report(interaction, DiscordRefusal("Only the person who asked, or a moderator, can stop this reply."))
-            return
-        await interaction.response.defer()
-        renderer.stop()
-
-    async def _redo(
-        self, interaction: discord.Interaction[Any], message: discord.Message, key: str, action: Action, owner: int
-    ) -> None:
-        channel = message.channel
-        author = Author(interaction.user.id, interaction.user.display_name)
-        try:
-            if isinstance(channel, discord.Thread):
-                require(interaction.app_permissions, TO_ANSWER_IN_A_THREAD)
-                require_open_thread(channel, interaction.app_permissions)
-                if channel.archived:
-                    await channel.edit(archived=False)  # a message in an archived thread cannot be edited
-            target = await self.chat.find(message.id)
-            if target is None:
-                raise DiscordRefusal("This reply is no longer part of the conversation.")
-            mode: Literal["regenerate", "continue"] = "regenerate" if action == "regenerate" else "continue"
-            shown: list[_Shown] = []
-            try:
-                async with self.chat.redo(key, author, target, mode) as reply:
-                    reply.shown_in = reply.shown_in or [message.id]  # a reply stored before message links existed
-                    await self._show(reply, channel, key, owner, shown)
-            finally:
-                for item in shown:
-                    await self._finish(item)
-        except discord.HTTPException as error:
-            await report(interaction, refusal(error, "write in this thread"))
-        except GenerationError:
-            _log.info("A reply failed in the model; the user sees why")
-        except BotError as error:
-            await report(interaction, error)
-
-
-@dataclass(slots=True)
-class _Shown:
-    """A reply on screen, until its final edit."""
-
-    reply: Reply
-    renderer: ReplyRenderer
-    key: str
-    earlier: list[int]
+        if key is None and action != "stop" and isinstance(interaction.channel, discord.Thread):
+            await interaction.response.defer()  # a thread adopted before a restart: the store knows it
+            key = await self._find_conversation(interaction.channel)
+        await self.replies.press(interaction, key, action, owner)
 
 
 class _Opened:
@@ -490,14 +282,3 @@ class _Opened:
                     await starter.delete()
             raise refusal(error, "open a thread") from error
         return f"thread:{self.thread.id}"
-
-
-def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:
-    getter = getattr(channel, "get_partial_message", None)
-    return getter(message_id) if getter is not None else None
-
-
-async def _dismiss(interaction: discord.Interaction[Any]) -> None:
-    """Remove the ephemeral "thinking…" answer of an accepted command: the echo and the reply say it all."""
-    with contextlib.suppress(discord.HTTPException):
-        await interaction.delete_original_response()

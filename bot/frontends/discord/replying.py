@@ -1,0 +1,281 @@
+"""Replies on screen: each reply streamed into Discord, its buttons, and the replies in flight.
+
+:class:`Replies` turns a :class:`~bot.core.chat.Reply` into Discord messages (through
+:class:`~bot.frontends.discord.rendering.ReplyRenderer`), makes the final edit only once
+the chat service stored the reply, records which messages show it (so its buttons work
+after a restart), takes the buttons off the reply before it, and answers button presses.
+It knows the reply in flight of each conversation: Stop, a deleted message, a deleted
+thread and a shutdown reach it through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import discord
+
+from bot.core.chat import Author, ChatService, Reply
+from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.frontends.discord.feedback import (
+    TO_ANSWER_IN_A_THREAD,
+    DiscordRefusal,
+    refusal,
+    report,
+    require,
+    require_open_thread,
+)
+from bot.frontends.discord.rendering import ChannelThrottles, ReplyRenderer
+from bot.frontends.discord.views import Action, reply_view
+
+_log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 10.0
+"""Seconds a shutdown waits for the replies in flight to be stored and shown."""
+
+
+@dataclass(slots=True)
+class _Shown:
+    """A reply on screen, until its final edit."""
+
+    reply: Reply
+    renderer: ReplyRenderer
+    key: str
+    earlier: list[int]
+
+
+class Replies:
+    """The replies the bot shows, and the one in flight in each conversation."""
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+        self.throttles = ChannelThrottles()
+        self.in_flight: dict[str, ReplyRenderer] = {}
+        """The reply in flight of each conversation (one at most: the chat service serializes them)."""
+        self._pressed: set[str] = set()
+        """Conversations with a Regenerate or Continue press being handled."""
+        self._self_deleted: set[int] = set()
+        """Messages the bot deleted itself (a regenerated reply that got shorter): not a person's deletion."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def stop_all(self, mark: str) -> None:
+        """Stop every reply in flight (shutdown): each is stored and shown with ``mark``, then the rest ends."""
+        for renderer in list(self.in_flight.values()):
+            renderer.stop(mark)
+        if self._tasks:
+            _, waiting = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
+            for task in waiting:  # still waiting for their turn: nothing was shown for them yet
+                task.cancel()
+            if waiting:
+                await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE)
+
+    def deleted(self, message_id: int) -> bool:
+        """A message was deleted: stops the reply it showed, if one was streaming; True if the bot knew it."""
+        if message_id in self._self_deleted:
+            self._self_deleted.discard(message_id)
+            return True
+        streaming = next((r for r in self.in_flight.values() if message_id in r.message_ids), None)
+        if streaming is not None:
+            streaming.abandon()
+        return streaming is not None
+
+    def abandon(self, key: str) -> None:
+        """The conversation's place is gone (a deleted thread): its reply stops at once."""
+        renderer = self.in_flight.get(key)
+        if renderer is not None:
+            renderer.abandon()
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background, kept until done, failures logged."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                _log.exception("A background task failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def answer(
+        self,
+        channel: Callable[[], discord.abc.Messageable],
+        author: Author,
+        content: str,
+        key: str | Callable[[], Awaitable[str]],
+        source: discord.Interaction[Any] | discord.Message,
+        *,
+        external_id: int | None = None,
+    ) -> bool:
+        """Store ``content`` and answer it; every failure ends as a short message, never a crash.
+
+        Returns False if the message was refused before it was stored.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        guild_id = source.guild_id if isinstance(source, discord.Interaction) else getattr(source.guild, "id", None)
+        interaction = source if isinstance(source, discord.Interaction) else None
+        shown: list[_Shown] = []
+        stored = True
+        try:
+            async with self.chat.respond(key, author, content, external_id=external_id, guild_id=guild_id) as reply:
+                if interaction is not None:
+                    await _dismiss(interaction)
+                if reply is not None:
+                    target = channel()
+                    conversation = key if isinstance(key, str) else f"thread:{getattr(target, 'id', 0)}"
+                    await self._show(reply, target, conversation, author.id, shown)
+        except (BusyError, PromptError, DiscordRefusal) as error:
+            stored = isinstance(error, BusyError) and isinstance(key, str)
+            await report(source, error, returned=None if stored or interaction is None else content)
+        except GenerationError:
+            _log.info("A reply failed in the model; the user sees why")
+        except BotError as error:
+            await report(source, error)
+        finally:
+            for item in shown:
+                await self._finish(item)
+            self._tasks.discard(task)
+        return stored
+
+    async def _show(
+        self, reply: Reply, channel: discord.abc.Messageable, key: str, owner: int, shown: list[_Shown]
+    ) -> None:
+        """Stream ``reply`` into ``channel``; :meth:`_finish` makes its final edit once the reply is stored.
+
+        A new reply posts new messages and retires the previous reply's buttons; Regenerate
+        rewrites the messages of the reply it replaces; Continue adds messages after them.
+        """
+        continuing = bool(reply.prefix)
+        earlier = list(reply.shown_in) if continuing else []
+        reuse = [] if continuing else [p for p in (_partial(channel, i) for i in reply.shown_in) if p is not None]
+        renderer = ReplyRenderer(
+            channel,
+            self.throttles(getattr(channel, "id", 0)),
+            lambda streaming: reply_view(owner, streaming=streaming),
+            reuse=reuse,
+            skip=len(reply.prefix),
+            on_delete=self._self_deleted.add,
+        )
+        self.in_flight[key] = renderer
+        shown.append(_Shown(reply, renderer, key, earlier))
+        if continuing:
+            await self._retire_buttons(channel, earlier)
+        elif not reuse:
+            await self._retire_buttons(channel, await self.chat.earlier_reply(reply))
+        await renderer.start(reply)
+        reply.shown_in = earlier + renderer.message_ids
+        try:
+            await renderer.stream(reply)
+        finally:
+            reply.shown_in = earlier + renderer.message_ids
+
+    async def _finish(self, shown: _Shown) -> None:
+        """Once the reply is stored: its final edit, then where it is shown now (or its removal if deleted)."""
+        reply, renderer = shown.reply, shown.renderer
+        try:
+            await renderer.finish()
+        except discord.HTTPException:
+            _log.warning("Could not show the end of a reply", exc_info=True)
+        finally:
+            if self.in_flight.get(shown.key) is renderer:
+                del self.in_flight[shown.key]
+        try:
+            if renderer.gone:
+                await self.chat.discard(reply)
+            else:
+                await self.chat.show_in(reply, shown.earlier + renderer.message_ids)
+        except BotError:
+            _log.warning("Could not record where a reply is shown", exc_info=True)
+
+    async def _retire_buttons(self, channel: discord.abc.Messageable, message_ids: list[int]) -> None:
+        """Take the buttons off an earlier reply: only the latest reply can be regenerated or continued."""
+        if not message_ids or not isinstance(channel, discord.abc.Messageable):
+            return
+        partial = _partial(channel, message_ids[-1])
+        if partial is None:
+            return
+        async with self.throttles(getattr(channel, "id", 0)):
+            with contextlib.suppress(discord.HTTPException):
+                await partial.edit(view=None)
+
+    async def press(self, interaction: discord.Interaction[Any], key: str | None, action: Action, owner: int) -> None:
+        """Stop, Regenerate or Continue the reply whose button was pressed in conversation ``key``."""
+        message = interaction.message
+        assert message is not None
+        if action == "stop":
+            await self._stop(interaction, message, key, owner)
+            return
+        if key is None:
+            await report(interaction, DiscordRefusal("This conversation is no longer available."))
+            return
+        if key in self._pressed or self.chat.replying(key):
+            await report(interaction, DiscordRefusal("Wait for the current reply to finish (or press Stop)."))
+            return
+        self._pressed.add(key)
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.defer()
+            await self._redo(interaction, message, key, action, owner)
+        finally:
+            self._pressed.discard(key)
+
+    async def _stop(
+        self, interaction: discord.Interaction[Any], message: discord.Message, key: str | None, owner: int
+    ) -> None:
+        renderer = self.in_flight.get(key) if key is not None else None
+        if renderer is None or message.id not in renderer.message_ids:
+            await report(interaction, DiscordRefusal("That reply has already finished."))
+            return
+        if interaction.user.id != owner and not interaction.permissions.manage_messages:
+            await report(interaction, DiscordRefusal("Only the person who asked, or a moderator, can stop this reply."))
+            return
+        await interaction.response.defer()
+        renderer.stop()
+
+    async def _redo(
+        self, interaction: discord.Interaction[Any], message: discord.Message, key: str, action: Action, owner: int
+    ) -> None:
+        channel = message.channel
+        author = Author(interaction.user.id, interaction.user.display_name)
+        try:
+            if isinstance(channel, discord.Thread):
+                require(interaction.app_permissions, TO_ANSWER_IN_A_THREAD)
+                require_open_thread(channel, interaction.app_permissions)
+                if channel.archived:
+                    await channel.edit(archived=False)  # a message in an archived thread cannot be edited
+            target = await self.chat.find(message.id)
+            if target is None:
+                raise DiscordRefusal("This reply is no longer part of the conversation.")
+            mode: Literal["regenerate", "continue"] = "regenerate" if action == "regenerate" else "continue"
+            shown: list[_Shown] = []
+            try:
+                async with self.chat.redo(key, author, target, mode) as reply:
+                    reply.shown_in = reply.shown_in or [message.id]  # a reply stored before message links existed
+                    await self._show(reply, channel, key, owner, shown)
+            finally:
+                for item in shown:
+                    await self._finish(item)
+        except discord.HTTPException as error:
+            await report(interaction, refusal(error, "write in this thread"))
+        except GenerationError:
+            _log.info("A reply failed in the model; the user sees why")
+        except BotError as error:
+            await report(interaction, error)
+
+
+def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:
+    getter = getattr(channel, "get_partial_message", None)
+    return getter(message_id) if getter is not None else None
+
+
+async def _dismiss(interaction: discord.Interaction[Any]) -> None:
+    """Remove the ephemeral "thinking…" answer of an accepted command: the echo and the reply say it all."""
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
