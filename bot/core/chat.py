@@ -57,7 +57,9 @@ class ChatOptions:
     history: bool | None = None
     system: str | None = None
     temperature: float | None = None
+    top_p: float | None = None
     max_new_tokens: int | None = None
+    seed: int | None = None
 
 
 class Reply:
@@ -126,10 +128,27 @@ class ChatService:
         return SamplingParams(
             max_new_tokens=options.max_new_tokens or g.max_new_tokens,
             temperature=g.temperature if options.temperature is None else options.temperature,
-            top_p=g.top_p,
+            top_p=g.top_p if options.top_p is None else options.top_p,
             repetition_penalty=g.repetition_penalty,
-            seed=g.seed,
+            seed=g.seed if options.seed is None else options.seed,
         )
+
+    async def options_for(self, guild_id: int | None, channel_id: int | None) -> ChatOptions:
+        """The settings that apply in a channel (its own, else its guild's, else the config's defaults)."""
+        return ChatOptions()
+
+    @asynccontextmanager
+    async def generate(
+        self, author: Author, messages: Sequence[ChatMessage], options: ChatOptions = ChatOptions()
+    ) -> AsyncIterator[Reply]:
+        """One answer outside any conversation (a joke, a quiz question, a grounded answer); nothing is stored.
+
+        Raises :class:`PromptTooLongError` or :class:`BusyError` before anything runs.
+        """
+        variant = self.engine.variant(options.variant)
+        prompt = self._prompt(variant, messages, options)
+        async with variant.scheduler.submit(str(author.id), prompt, self.params(options)) as ticket:
+            yield Reply(ticket, variant)
 
     def replying(self, key: str) -> bool:
         """Whether a reply is streaming (or about to) in conversation ``key``."""

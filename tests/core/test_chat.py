@@ -14,6 +14,7 @@ import pytest
 
 from bot.config import Config, GenerationConfig
 from bot.core.chat import Author, ChatOptions, ChatService
+from bot.core.messages import ChatMessage
 from bot.errors import BusyError, GenerationError, PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import MessageStatus, Role, Store
@@ -305,3 +306,14 @@ async def test_a_reset_waits_for_the_reply_in_flight(chat: ChatService, store: S
     assert await chat.reset("thread:1") == 2
     assert reply.done()
     assert await messages(store) == []
+
+
+async def test_a_one_off_answer_stores_nothing(chat: ChatService, store: Store, backend: ScriptedBackend) -> None:
+    """generate() answers outside any conversation, with the per-request sampling, and leaves no row."""
+    async with chat.generate(
+        ALICE, [ChatMessage("user", "Tell me a joke about cats.")], ChatOptions(top_p=0.9)
+    ) as reply:
+        assert "".join([d async for d in reply.deltas()]) == "one two three four"
+    assert "Tell me a joke about cats." in backend.prompts[-1].text
+    assert await store.get_conversation("thread:1") is None
+    assert chat.params(ChatOptions(top_p=0.9, seed=7)).top_p == 0.9

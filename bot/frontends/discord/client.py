@@ -14,6 +14,7 @@ from bot.core.chat import ChatService
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
 from bot.frontends.discord.ratelimit import GlobalRateLimit
+from bot.frontends.discord.replying import Replies
 from bot.frontends.discord.views import ReplyButton
 
 _log = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ class AiroborosBot(commands.AutoShardedBot):
         )
         self.chat = chat
         self.settings = settings
+        self.replies = Replies(chat)
+        """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
 
     async def setup_hook(self) -> None:
         """Register the persistent buttons and the cogs, then sync slash commands."""
         self.add_dynamic_items(ReplyButton)
-        await self.add_cog(Conversations(self, self.chat))
+        await self.add_cog(Conversations(self, self.chat, self.replies))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

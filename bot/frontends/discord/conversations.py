@@ -64,10 +64,10 @@ def echo_text(author: Author, prompt: str) -> str:
 class Conversations(commands.Cog):
     """Chat with the model in threads and DMs."""
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService) -> None:
+    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
         self.bot = bot
         self.chat = chat
-        self.replies = Replies(chat)
+        self.replies = replies
         self.adopted: set[int] = set()
         """Threads the bot did not create but was mentioned in: conversations too."""
         self.closing = False

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import discord
 from asyncio_throttle import Throttler
@@ -52,8 +52,8 @@ class ChannelThrottles:
         return self._throttlers[channel_id]
 
 
-ViewFactory = Callable[[bool], discord.ui.View]
-"""Builds the buttons for a reply: ``True`` while it streams, ``False`` once it ended."""
+ViewFactory = Callable[[bool], discord.ui.View | None]
+"""Builds the buttons for a reply: ``True`` while it streams, ``False`` once it ended (``None``: no buttons)."""
 
 
 class ReplyRenderer:
@@ -65,11 +65,12 @@ class ReplyRenderer:
         channel_throttle: Throttler,
         views: ViewFactory,
         *,
-        reuse: list[discord.Message] | list[discord.PartialMessage] | None = None,
+        reuse: Sequence[discord.Message | discord.PartialMessage] | None = None,
         skip: int = 0,
         edit_period: float = 1.0,
         queue_period: float | None = None,
         on_delete: Callable[[int], None] | None = None,
+        transform: Callable[[str, bool], str] | None = None,
     ) -> None:
         self.channel = channel
         self.messages: list[discord.Message | discord.PartialMessage] = list(reuse or [])
@@ -83,6 +84,8 @@ class ReplyRenderer:
         self._queue_period = QUEUE_EDIT_PERIOD if queue_period is None else queue_period
         self._queue_shown_at = 0.0
         self._on_delete = on_delete
+        self._transform = transform
+        """Turns the reply's text into what is shown (a code block, a spoiler); gets ``True`` once it ended."""
         self.stopped: str | None = None
         """The mark shown after the text when the reply was stopped (Stop button, shutdown), else None."""
         self.gone = False
@@ -164,6 +167,8 @@ class ReplyRenderer:
 
     def _display(self, reply: Reply) -> str:
         text = reply.text[self._skip :].strip()
+        if self._transform is not None and text:
+            text = self._transform(text, not self._streaming)
         if self._streaming:
             return text or queued_text(reply.position)
         if self.error is not None:
@@ -211,11 +216,10 @@ class ReplyRenderer:
                     async with self._reply_throttle, self._channel_throttle:
                         await self.messages[-1].edit(content=previous, view=None, allowed_mentions=NO_MENTIONS)
                     self._shown[-1] = f"{previous}\0plain"
+                view = self._views(streaming) if last else None
                 async with self._channel_throttle:
-                    if last:
-                        message = await self.channel.send(
-                            piece, allowed_mentions=NO_MENTIONS, view=self._views(streaming)
-                        )
+                    if view is not None:
+                        message = await self.channel.send(piece, allowed_mentions=NO_MENTIONS, view=view)
                     else:
                         message = await self.channel.send(piece, allowed_mentions=NO_MENTIONS)
                 self.messages.append(message)

@@ -144,6 +144,47 @@ class Replies:
             self._tasks.discard(task)
         return stored
 
+    async def show_once(
+        self,
+        interaction: discord.Interaction[Any],
+        reply: Reply,
+        *,
+        transform: Callable[[str, bool], str] | None = None,
+        view: Callable[[bool], discord.ui.View | None] | None = None,
+    ) -> ReplyRenderer:
+        """Stream a reply that belongs to no conversation (a joke, an answer from sources) into the
+        interaction's deferred public response; long replies continue in the channel.
+
+        ``transform(text, finished)`` shapes what is shown; ``view(streaming)`` gives the buttons
+        (default: none). Returns the renderer once the final edit is made; a model failure is shown
+        in the reply and raised.
+        """
+        original = await interaction.original_response()
+        channel = interaction.channel
+        assert isinstance(channel, discord.abc.Messageable)
+        renderer = ReplyRenderer(
+            channel,
+            self.throttles(getattr(channel, "id", 0)),
+            view or (lambda streaming: None),
+            reuse=[original],
+            on_delete=self._self_deleted.add,
+            transform=transform,
+        )
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await renderer.start(reply)
+            await renderer.stream(reply)
+        finally:
+            try:
+                await renderer.finish()
+            except discord.HTTPException:
+                _log.warning("Could not show the end of a reply", exc_info=True)
+            if task is not None:
+                self._tasks.discard(task)
+        return renderer
+
     async def _show(
         self, reply: Reply, channel: discord.abc.Messageable, key: str, owner: int, shown: list[_Shown]
     ) -> None:
