@@ -61,7 +61,36 @@ CREATE INDEX message_links_message_id_part ON message_links (message_id, part);
 """
 """Where each stored message is shown: the Discord message ids of a user message or of every part of a reply."""
 
-MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES, _V2_MESSAGE_LINKS)
+_SOURCES = """
+CREATE TABLE sources (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope_id     INTEGER NOT NULL,
+    guild_id     INTEGER,
+    title        TEXT    NOT NULL,
+    url          TEXT,
+    author_id    INTEGER NOT NULL,
+    author_name  TEXT    NOT NULL,
+    created_at   REAL    NOT NULL,
+    size         INTEGER NOT NULL CHECK (size >= 0),
+    text         TEXT    NOT NULL
+);
+
+CREATE INDEX sources_scope_id ON sources (scope_id, id);
+CREATE INDEX sources_author_id ON sources (author_id);
+
+CREATE VIRTUAL TABLE source_passages USING fts5 (
+    text, source_id UNINDEXED, seq UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+
+CREATE TRIGGER sources_delete_passages AFTER DELETE ON sources BEGIN
+    DELETE FROM source_passages WHERE source_id = old.id;
+END;
+"""
+"""Sources for grounded answers (``/source``, ``/ask``): scoped to a channel or thread, with an FTS5 index of
+their passages. A virtual table has no foreign keys, so a trigger removes a source's passages with it, whichever
+code deletes the source."""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES, _V2_MESSAGE_LINKS, _SOURCES)
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 
 
