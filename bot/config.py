@@ -146,6 +146,15 @@ class DiscordConfig(_Section):
     """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
 
 
+class SkillsConfig(_Section):
+    """The commands for what the model was trained to do (``[skills]``)."""
+
+    source_max_bytes: Annotated[int, Field(gt=0, le=8_000_000)] = 100_000
+    """The largest source ``/source add`` takes (typed text or a text file), in bytes."""
+    ask_dont_make_up: bool = True
+    """``/ask`` adds the model card's "Don't make up answers if you don't know." to the instruction."""
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -155,6 +164,7 @@ class Config(_Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Config:

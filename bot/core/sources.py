@@ -1,0 +1,423 @@
+"""Context-obedient answers: sources, the card's ``BEGININPUT`` blocks, and passages picked to fit the window.
+
+The model card's "Context obedient question answering" format, as the user turn of the prompt::
+
+    BEGININPUT
+    BEGINCONTEXT
+    {key}: {value}
+    ENDCONTEXT
+    {text}
+    ENDINPUT
+    ... one block per source ...
+    BEGININSTRUCTION
+    {instruction}
+    ENDINSTRUCTION
+
+The blocks go through :class:`~bot.core.prompts.PromptBuilder` like any user text, so special-token strings stay
+plain text and ``USER:``/``ASSISTANT:`` cannot forge a turn. The block markers are plain words too, so a source (or
+a question) could close its block and open an instruction of its own: every marker word in text that came from
+people is written with a space (``END INPUT``), and newlines in metadata become spaces, so the only markers in a
+prompt are the ones laid out here.
+
+Sources are split into passages at paragraph boundaries when they are stored. When the sources in scope do not
+fit the window whole, passages are picked best first (bm25 over the store's FTS5 index, then the rest in order)
+and kept while the prompt, measured with the model's real tokenizer, still fits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePath
+
+from bot.config import SkillsConfig
+from bot.core.chat import Author, ChatOptions, ChatService, Reply
+from bot.core.messages import ChatMessage, Dialogue
+from bot.core.prompts import PromptBuilder
+from bot.errors import BotError, PromptTooLongError
+from bot.store import StoredSource
+
+DONT_MAKE_UP = "Don't make up answers if you don't know."
+"""The sentence the model card recommends adding to the instruction."""
+CITE = "Cite your sources."
+PASSAGE_CHARS = 800
+"""The longest passage, in characters (a couple of hundred tokens): small enough to pick, big enough to read."""
+TITLE_CHARS = 100
+NO_SOURCES = "There are no sources here yet. Add one with `/source add` (typed text or a text file), then ask again."
+TEXT_EXTENSIONS = frozenset(
+    {
+        ".txt",
+        ".md",
+        ".markdown",
+        ".rst",
+        ".csv",
+        ".tsv",
+        ".json",
+        ".jsonl",
+        ".yaml",
+        ".yml",
+        ".toml",
+        ".ini",
+        ".cfg",
+        ".log",
+        ".xml",
+        ".html",
+        ".htm",
+        ".tex",
+        ".srt",
+        ".py",
+        ".js",
+        ".ts",
+        ".java",
+        ".c",
+        ".h",
+        ".cpp",
+        ".hpp",
+        ".cs",
+        ".go",
+        ".rs",
+        ".rb",
+        ".php",
+        ".sh",
+        ".sql",
+        ".kt",
+        ".swift",
+        ".lua",
+        ".r",
+    }
+)
+"""File types taken as sources: text formats and source code."""
+
+_MARKER = re.compile(r"\b(BEGIN|END)(INPUT|CONTEXT|INSTRUCTION)\b", re.IGNORECASE)
+_PARAGRAPHS = re.compile(r"\n\s*\n")
+_URL = re.compile(r"^https?://\S+$")
+_MAX_CANDIDATES = 200
+_MISSES_BEFORE_FULL = 4
+"""Passages in a row that no longer fit before the window counts as full."""
+
+
+class SourceError(BotError):
+    """A source cannot be added, found or removed, or there is none to answer from."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceText:
+    """One source as the prompt shows it: metadata lines in order, then its text."""
+
+    metadata: tuple[tuple[str, str], ...]
+    text: str
+
+    @property
+    def title(self) -> str:
+        return dict(self.metadata).get("title") or "untitled"
+
+    @property
+    def url(self) -> str | None:
+        return dict(self.metadata).get("url")
+
+
+@dataclass(slots=True)
+class Answer:
+    """A grounded answer being generated, and the sources its prompt holds (for the footer)."""
+
+    reply: Reply
+    used: list[SourceText] = field(default_factory=list)
+
+
+# -- the blocks format ---------------------------------------------------------------------------------------------
+
+
+def neutralize_markers(text: str) -> str:
+    """Write the block markers in ``text`` as two words, so text from people cannot open or close a block."""
+    return _MARKER.sub(r"\1 \2", text)
+
+
+def _one_line(text: str) -> str:
+    return neutralize_markers(" ".join(text.split()))
+
+
+def context_block(source: SourceText) -> str:
+    """One ``BEGININPUT`` ... ``ENDINPUT`` block, ending with a newline, metadata in the order given."""
+    lines = "".join(f"{_one_line(key)}: {_one_line(value)}\n" for key, value in source.metadata)
+    return f"BEGININPUT\nBEGINCONTEXT\n{lines}ENDCONTEXT\n{neutralize_markers(source.text.strip())}\nENDINPUT\n"
+
+
+def blocks_prompt(sources: Sequence[SourceText], instruction: str) -> str:
+    """The card's closed-context prompt: every source's block, then the instruction block."""
+    blocks = "".join(context_block(source) for source in sources)
+    return f"{blocks}BEGININSTRUCTION\n{neutralize_markers(instruction.strip())}\nENDINSTRUCTION"
+
+
+# -- passages ------------------------------------------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    """A paragraph longer than ``limit`` cut at line ends, else at spaces, else anywhere."""
+    for separator in ("\n", " "):
+        units = text.split(separator)
+        if len(units) > 1:
+            return _pack([piece for unit in units if unit.strip() for piece in _cut(unit, limit)], separator, limit)
+    return [text[i : i + limit] for i in range(0, len(text), limit)] if len(text) > limit else [text]
+
+
+def _pack(pieces: Sequence[str], separator: str, limit: int) -> list[str]:
+    """Join consecutive pieces while the result stays within ``limit``."""
+    packed: list[str] = []
+    for piece in pieces:
+        if packed and len(packed[-1]) + len(separator) + len(piece) <= limit:
+            packed[-1] = f"{packed[-1]}{separator}{piece}"
+        else:
+            packed.append(piece)
+    return packed
+
+
+def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
+    """Split ``text`` into passages of at most ``limit`` characters at paragraph boundaries (deterministic)."""
+    paragraphs = [p.strip() for p in _PARAGRAPHS.split(text) if p.strip()]
+    return _pack([piece for p in paragraphs for piece in _cut(p, limit)], "\n\n", limit)
+
+
+# -- files and fields ----------------------------------------------------------------------------------------------
+
+
+def size_text(size: int) -> str:
+    """``1234`` -> ``"1.2 kB"``."""
+    return f"{size} bytes" if size < 1000 else f"{size / 1000:.1f} kB"
+
+
+def is_text_file(filename: str) -> bool:
+    """Whether ``filename``'s type is one sources are taken from."""
+    return PurePath(filename).suffix.lower() in TEXT_EXTENSIONS
+
+
+def check_size(size: int, max_bytes: int, what: str = "That source") -> None:
+    """Refuse a source over the configured size."""
+    if size > max_bytes:
+        raise SourceError(f"{what} is {size_text(size)}; a source can be at most {size_text(max_bytes)}.")
+
+
+def decode_text_file(filename: str, data: bytes, *, max_bytes: int) -> str:
+    """The text of an attached file, or a :class:`SourceError` saying why it cannot be a source."""
+    name = f"`{filename}`"
+    if not is_text_file(filename):
+        kinds = ", ".join(sorted(TEXT_EXTENSIONS)[:8])
+        raise SourceError(f"{name} is not a text file; sources can be text files such as {kinds}, ...")
+    check_size(len(data), max_bytes, name)
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"{name} is not UTF-8 text (it looks binary); save it as plain UTF-8 text.") from None
+    if not text.strip():
+        raise SourceError(f"{name} is empty.")
+    return text
+
+
+def check_url(url: str | None) -> str | None:
+    """A source's url, checked: ``http(s)://`` and no spaces."""
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    if not _URL.match(url):
+        raise SourceError("The url must start with http:// or https:// and contain no spaces.")
+    return url
+
+
+def default_title(title: str | None, filename: str | None, text: str) -> str:
+    """The title given, else the file's name, else the text's first line; one line of at most 100 characters."""
+    chosen = " ".join((title or filename or text.strip().split("\n", 1)[0]).split()) or "untitled"
+    return chosen if len(chosen) <= TITLE_CHARS else chosen[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def metadata_for(title: str, url: str | None, author: str, created_at: float) -> tuple[tuple[str, str], ...]:
+    """A source's metadata lines: title, url (when it has one), author, date (``YYYY-MM-DD``, UTC)."""
+    date = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d")
+    lines = [("title", title)] + ([("url", url)] if url else []) + [("author", author), ("date", date)]
+    return tuple(lines)
+
+
+def stored_text(source: StoredSource) -> SourceText:
+    """A stored source as the prompt shows it."""
+    return SourceText(metadata_for(source.title, source.url, source.author_name, source.created_at), source.text)
+
+
+# -- fitting -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Doc:
+    source: SourceText
+    passages: list[str]
+    chosen: set[int] = field(default_factory=set)
+
+    def picked(self) -> SourceText:
+        return SourceText(self.source.metadata, "\n\n".join(self.passages[i] for i in sorted(self.chosen)))
+
+
+class _Fitter:
+    """Measures candidate prompts with the model's real tokenizer and budget."""
+
+    def __init__(self, builder: PromptBuilder, options: ChatOptions, max_new_tokens: int, instruction: str) -> None:
+        self.builder = builder
+        self.options = options
+        self.max_new_tokens = max_new_tokens
+        self.instruction = instruction
+
+    def fits(self, sources: Sequence[SourceText]) -> str | None:
+        """The prompt text if ``sources`` fit with the instruction, else None."""
+        text = blocks_prompt(sources, self.instruction)
+        try:
+            self.builder.build(
+                Dialogue(self.options.system, (ChatMessage("user", text),)), max_new_tokens=self.max_new_tokens
+            )
+        except PromptTooLongError:
+            return None
+        return text
+
+    def select(self, docs: list[_Doc], ranked: Sequence[tuple[int, int]]) -> tuple[str, list[SourceText]]:
+        """Keep passages best first while the prompt fits: the ranked ones, then the rest, a passage per source in
+        turn; a source shows its chosen passages in their original order."""
+        # The question alone must fit: if it does not, the builder's error says how long it is.
+        self.builder.build(
+            Dialogue(self.options.system, (ChatMessage("user", blocks_prompt([], self.instruction)),)),
+            max_new_tokens=self.max_new_tokens,
+        )
+        rest = [(d, s) for s in range(max(len(d.passages) for d in docs)) for d in range(len(docs))]
+        order = list(dict.fromkeys([*ranked, *(c for c in rest if c[1] < len(docs[c[0]].passages))]))
+        best: str | None = None
+        misses = 0
+        for doc, seq in order[:_MAX_CANDIDATES]:
+            docs[doc].chosen.add(seq)
+            text = self.fits([d.picked() for d in docs if d.chosen])
+            if text is None:
+                docs[doc].chosen.discard(seq)
+                misses += 1
+                if misses >= _MISSES_BEFORE_FULL:
+                    break
+                continue
+            best, misses = text, 0
+        if best is None:
+            raise SourceError("None of the sources fits in the model's context window next to this question.")
+        return best, [d.picked() for d in docs if d.chosen]
+
+
+class SourceService:
+    """Sources per channel and answers grounded in them; frontends call this, never the store directly."""
+
+    def __init__(self, chat: ChatService, settings: SkillsConfig) -> None:
+        self.chat = chat
+        self.store = chat.store
+        self.settings = settings
+
+    async def add(
+        self,
+        *,
+        scope_id: int,
+        guild_id: int | None,
+        author: Author,
+        text: str,
+        title: str | None = None,
+        filename: str | None = None,
+        url: str | None = None,
+    ) -> StoredSource:
+        """Store ``text`` as a source of channel ``scope_id``; checks its size, url and title first."""
+        if not text.strip():
+            raise SourceError("The source is empty: give its text, or attach a text file.")
+        check_size(len(text.encode()), self.settings.source_max_bytes)
+        checked_url = check_url(url)
+        return await self.store.sources.add(
+            scope_id=scope_id,
+            guild_id=guild_id,
+            title=default_title(title, filename, text),
+            url=checked_url,
+            author_id=author.id,
+            author_name=author.name,
+            text=text.strip(),
+            passages=split_passages(text),
+        )
+
+    async def listing(self, scope_ids: Sequence[int]) -> list[StoredSource]:
+        """The sources in scope (without their text), oldest first."""
+        return await self.store.sources.in_scope(scope_ids, with_text=False)
+
+    async def remove(self, source_id: int, scope_ids: Sequence[int], user_id: int, *, moderator: bool) -> StoredSource:
+        """Delete source ``source_id`` if it is in scope and ``user_id`` added it (or is a ``moderator``)."""
+        source = await self.store.sources.get(source_id)
+        if source is None or source.scope_id not in scope_ids:
+            raise SourceError(f"There is no source #{source_id} here; `/source list` shows this channel's sources.")
+        if source.author_id != user_id and not moderator:
+            raise SourceError(
+                f"Only the person who added source #{source_id}, or someone with Manage Messages, can remove it."
+            )
+        await self.store.sources.delete(source_id)
+        return source
+
+    def instruction(self, question: str) -> str:
+        """The instruction block's text: the question, a request to cite, and (by default) the card's caveat."""
+        lines = [question.strip(), CITE]
+        if self.settings.ask_dont_make_up:
+            lines.append(DONT_MAKE_UP)
+        return "\n".join(lines)
+
+    @asynccontextmanager
+    async def ask(
+        self, author: Author, scope_ids: Sequence[int], question: str, options: ChatOptions | None = None
+    ) -> AsyncIterator[Answer]:
+        """Answer ``question`` from the sources of ``scope_ids``; passages are picked by bm25 if they do not fit."""
+        options = options or ChatOptions()
+        stored = await self.store.sources.in_scope(scope_ids)
+        if not stored:
+            raise SourceError(NO_SOURCES)
+        docs = [_Doc(stored_text(s), split_passages(s.text)) for s in stored]
+        fitter = self._fitter(question, options)
+        text, used = self._whole(fitter, docs)
+        if text is None:
+            index = {s.id: i for i, s in enumerate(stored)}
+            hits = await self.store.sources.search(scope_ids, question)
+            ranked = [(index[s], seq) for s, seq in hits if s in index and seq < len(docs[index[s]].passages)]
+            text, used = fitter.select(docs, ranked)
+        async with self._generate(author, text, used, options) as answer:
+            yield answer
+
+    @asynccontextmanager
+    async def ask_about(
+        self, author: Author, sources: Sequence[SourceText], question: str, options: ChatOptions | None = None
+    ) -> AsyncIterator[Answer]:
+        """Answer ``question`` from ``sources`` that are not stored (a message and its files)."""
+        options = options or ChatOptions()
+        if not sources:
+            raise SourceError("There is no text to answer from.")
+        docs = [_Doc(s, split_passages(s.text)) for s in sources]
+        fitter = self._fitter(question, options)
+        text, used = self._whole(fitter, docs)
+        if text is None:
+            flat = [(d, seq) for d, doc in enumerate(docs) for seq in range(len(doc.passages))]
+            order = await self.store.sources.rank([docs[d].passages[s] for d, s in flat], question)
+            text, used = fitter.select(docs, [flat[i] for i in order])
+        async with self._generate(author, text, used, options) as answer:
+            yield answer
+
+    def _fitter(self, question: str, options: ChatOptions) -> _Fitter:
+        if not question.strip():
+            raise SourceError("Ask a question.")
+        builder = self.chat.engine.variant(options.variant).builder
+        return _Fitter(builder, options, self.chat.params(options).max_new_tokens, self.instruction(question))
+
+    @staticmethod
+    def _whole(fitter: _Fitter, docs: list[_Doc]) -> tuple[str | None, list[SourceText]]:
+        """Every source whole, if that fits (sources far bigger than the window are not even measured)."""
+        whole = [d.source for d in docs]
+        if sum(len(s.text) for s in whole) > fitter.builder.context_length * 8:
+            return None, []
+        return fitter.fits(whole), whole
+
+    @asynccontextmanager
+    async def _generate(
+        self, author: Author, text: str, used: list[SourceText], options: ChatOptions
+    ) -> AsyncIterator[Answer]:
+        async with self.chat.generate(author, [ChatMessage("user", text)], options) as reply:
+            yield Answer(reply, used)
