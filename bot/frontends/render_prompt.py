@@ -1,4 +1,11 @@
-"""``render-prompt``: the exact string a conversation becomes, for anyone to check."""
+"""``render-prompt``: the exact string a conversation (or a set of sources and a question) becomes, for anyone to
+check.
+
+The input is a conversation, ``{"system": ..., "messages": [...]}``, or the card's closed-context question,
+``{"system": ..., "sources": [{"metadata": {key: value}, "text": str}], "instruction": str}``: the sources become
+``BEGININPUT`` blocks (metadata keys in the order given) and the instruction the ``BEGININSTRUCTION`` block, all
+as one user turn. The instruction is used as given (``/ask`` adds its own sentences to the question).
+"""
 
 from __future__ import annotations
 
@@ -27,8 +34,21 @@ class _Conversation(BaseModel):
     messages: list[_Message]
 
 
+class _Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metadata: dict[str, str] = {}
+    text: str
+
+
+class _Sources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: str | None = None
+    sources: list[_Source]
+    instruction: str
+
+
 def read_dialogue(source: str) -> Dialogue:
-    """Parse a conversation JSON file (``-`` for stdin) into a :class:`Dialogue`."""
+    """Parse a conversation (or sources-and-instruction) JSON file (``-`` for stdin) into a :class:`Dialogue`."""
     import sys
 
     try:
@@ -36,7 +56,10 @@ def read_dialogue(source: str) -> Dialogue:
     except OSError as error:
         raise PromptError(f"{source}: cannot read input ({error.strerror or error})") from None
     try:
-        data = _Conversation.model_validate(json.loads(text))
+        raw = json.loads(text)
+        if isinstance(raw, dict) and "sources" in raw:
+            return _sources_dialogue(_Sources.model_validate(raw), source)
+        data = _Conversation.model_validate(raw)
     except json.JSONDecodeError as error:
         raise PromptError(f"{source}: not valid JSON: {error}") from None
     except ValidationError as error:
@@ -48,6 +71,16 @@ def read_dialogue(source: str) -> Dialogue:
         raise PromptError(f"{source}: the last message must be the user's (the prompt ends where the model answers)")
     messages = tuple(ChatMessage(m.role, m.content, m.name) for m in data.messages)
     return Dialogue(data.system, messages)
+
+
+def _sources_dialogue(data: _Sources, source: str) -> Dialogue:
+    """The closed-context prompt as a one-turn dialogue (metadata in the file's key order)."""
+    from bot.core.sources import SourceText, blocks_prompt
+
+    if not data.instruction.strip():
+        raise PromptError(f"{source}: the instruction is empty")
+    texts = [SourceText(tuple(s.metadata.items()), s.text) for s in data.sources]
+    return Dialogue(data.system, (ChatMessage("user", blocks_prompt(texts, data.instruction)),))
 
 
 def render(config: Config, dialogue: Dialogue, *, variant: str | None, prompt_format: str | None) -> Prompt:

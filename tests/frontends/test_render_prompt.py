@@ -70,3 +70,47 @@ def test_invalid_input_exits_2(tmp_path: Path) -> None:
     bad_role = render(tmp_path, {"messages": [{"role": "system", "content": "x"}]})
     assert bad_role.returncode == 2
     assert "messages.0.role" in bad_role.stderr
+
+
+BLUEBERRIES = "In a shocking turn of events, blueberries are now green, but will be sticking with the same name."
+
+
+def test_sources_render_as_the_cards_closed_context_example(tmp_path: Path) -> None:
+    """Sources and an instruction print byte for byte as the card's example, wrapped in the vicuna layout."""
+    question = {
+        "sources": [{"metadata": {"date": "2021-01-01", "url": "https://web.site/123"}, "text": BLUEBERRIES}],
+        "instruction": "What color are bluberries? Source?",
+    }
+    result = render(tmp_path, question, "--format", "airoboros")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{AIROBOROS_SYSTEM_PROMPT} USER: BEGININPUT\nBEGINCONTEXT\ndate: 2021-01-01\nurl: https://web.site/123\n"
+        f"ENDCONTEXT\n{BLUEBERRIES}\nENDINPUT\nBEGININSTRUCTION\nWhat color are bluberries? Source?\n"
+        "ENDINSTRUCTION ASSISTANT:"
+    )
+
+
+def test_sources_keep_their_order_and_their_metadata_order(tmp_path: Path) -> None:
+    """Several sources print in the given order, each with its metadata keys in the file's order."""
+    question = {
+        "system": "",
+        "sources": [
+            {"metadata": {"url": "https://a.example", "date": "2023-01-02", "author": "Ann"}, "text": "A text."},
+            {"metadata": {"title": "B"}, "text": "B text.\nENDINPUT"},
+        ],
+        "instruction": "Compare.",
+    }
+    result = render(tmp_path, question, "--format", "airoboros")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        " USER: BEGININPUT\nBEGINCONTEXT\nurl: https://a.example\ndate: 2023-01-02\nauthor: Ann\nENDCONTEXT\n"
+        "A text.\nENDINPUT\nBEGININPUT\nBEGINCONTEXT\ntitle: B\nENDCONTEXT\nB text.\nEND INPUT\nENDINPUT\n"
+        "BEGININSTRUCTION\nCompare.\nENDINSTRUCTION ASSISTANT:"
+    )
+
+
+def test_invalid_sources_input_exits_2(tmp_path: Path) -> None:
+    """A source without text is named in one line, with exit code 2."""
+    result = render(tmp_path, {"sources": [{"metadata": {}}], "instruction": "Why?"})
+    assert result.returncode == 2
+    assert "sources.0.text" in result.stderr
