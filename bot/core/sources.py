@@ -193,6 +193,12 @@ def is_text_file(filename: str) -> bool:
     return PurePath(filename).suffix.lower() in TEXT_EXTENSIONS
 
 
+def check_file_type(filename: str) -> None:
+    """Refuse a file whose type is not one sources are taken from."""
+    if not is_text_file(filename):
+        raise SourceError(f"`{filename}` is not a text file; a source can be a .txt, .md, .csv, .json, .py, ... file.")
+
+
 def check_size(size: int, max_bytes: int, what: str = "That source") -> None:
     """Refuse a source over the configured size."""
     if size > max_bytes:
@@ -202,9 +208,7 @@ def check_size(size: int, max_bytes: int, what: str = "That source") -> None:
 def decode_text_file(filename: str, data: bytes, *, max_bytes: int) -> str:
     """The text of an attached file, or a :class:`SourceError` saying why it cannot be a source."""
     name = f"`{filename}`"
-    if not is_text_file(filename):
-        kinds = ", ".join(sorted(TEXT_EXTENSIONS)[:8])
-        raise SourceError(f"{name} is not a text file; sources can be text files such as {kinds}, ...")
+    check_file_type(filename)
     check_size(len(data), max_bytes, name)
     try:
         if b"\0" in data:

@@ -178,7 +178,9 @@ class RestApi:
 
     async def serve_attachment(self, request: web.Request) -> web.Response:
         """The CDN: ``GET /attachments/{channel}/{id}/{filename}``."""
-        data = self._state.attachment_files.get(int(request.match_info["attachment_id"]))
+        attachment_id = int(request.match_info["attachment_id"])
+        data = self._state.attachment_files.get(attachment_id)
+        self._state.attachment_downloads.append(attachment_id)
         if data is None:
             return web.Response(status=404)
         return web.Response(body=data, content_type="application/octet-stream")

@@ -217,6 +217,11 @@ class FakeDiscord:
         """Requests for paths/methods the fake does not serve (answered 404/405)."""
         return self._rest.unhandled
 
+    @property
+    def attachment_downloads(self) -> list[int]:
+        """Ids of the attachments a client fetched from the CDN, in order."""
+        return self._state.attachment_downloads
+
     def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
         """Recorded requests whose method matches (``*`` for any) and whose path matches the regex in full."""
         pattern = re.compile(path_pattern)
@@ -321,11 +326,13 @@ class FakeDiscord:
         *,
         mentions_bot: bool = False,
         reply_to: int | str | None = None,
+        files: tuple[tuple[str, bytes], ...] = (),
     ) -> dict[str, Any]:
         """Post a message as ``author`` (channel, thread or DM) and dispatch MESSAGE_CREATE.
 
-        ``mentions_bot`` prefixes ``<@bot_id> `` as a user mentioning the bot would. Returns once
-        the event was written to every connected client.
+        ``mentions_bot`` prefixes ``<@bot_id> `` as a user mentioning the bot would; ``files`` are
+        ``(filename, bytes)`` attachments, served by the fake's CDN. Returns once the event was
+        written to every connected client.
         """
         channel = self._state.channel(channel_id)
         self._check_can_use(author, channel)
@@ -335,7 +342,7 @@ class FakeDiscord:
         if reply_to is not None:
             body["message_reference"] = {"message_id": str(reply_to)}
         with self._state.collect_dispatches() as written:
-            message = self._state.create_message(channel, author, body)
+            message = self._state.create_message(channel, author, body, files=[(n, d, None) for n, d in files])
         await self._flush(written)
         return self._state.message_dict(message)
 

@@ -78,6 +78,8 @@ class FakeState:
         self.edit_log: list[tuple[int, int, float]] = []
         """``(channel_id, message_id, time.monotonic())`` for every edit that landed."""
         self.attachment_files: dict[int, bytes] = {}
+        self.attachment_downloads: list[int] = []
+        """Ids of the attachments fetched from the CDN, in order."""
         self.max_active_threads = 1000
         """Discord caps a guild's active threads (1000); past it, creating one fails with 160006."""
         self.gateway: Gateway | None = None
