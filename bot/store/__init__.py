@@ -10,6 +10,7 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 """
 
 from ._models import Conversation, MessageStatus, Role, StoredMessage
+from ._riddles import StoredRiddle
 from ._store import Store
 
-__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage"]
+__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage", "StoredRiddle"]

@@ -61,7 +61,27 @@ CREATE INDEX message_links_message_id_part ON message_links (message_id, part);
 """
 """Where each stored message is shown: the Discord message ids of a user message or of every part of a reply."""
 
-MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES, _V2_MESSAGE_LINKS)
+_RIDDLES = """
+CREATE TABLE riddles (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id        INTEGER,
+    channel_id      INTEGER,
+    author_id       INTEGER NOT NULL,
+    topic           TEXT,
+    question        TEXT    NOT NULL,
+    answer          TEXT    NOT NULL,
+    solved_by       INTEGER,
+    solved_by_name  TEXT,
+    solved_at       REAL,
+    created_at      REAL    NOT NULL
+);
+
+CREATE INDEX riddles_author_id ON riddles (author_id);
+CREATE INDEX riddles_solved_by ON riddles (solved_by);
+"""
+"""Riddles posted with a Guess button (its custom_id holds the id) and who solved each one."""
+
+MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES, _V2_MESSAGE_LINKS, _RIDDLES)
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 
 
