@@ -293,7 +293,7 @@ class Skills(commands.Cog):
                     await self.replies.show_once(interaction, reply, transform=transform)
                 except GenerationError:
                     _log.info("A one-off answer failed in the model; the user sees why")
-        except (PromptError, BotError) as error:
+        except BotError as error:  # a prompt too long for the model, a full queue
             await report(interaction, error, returned=returned if isinstance(error, PromptError) else None)
             return None
         return reply
