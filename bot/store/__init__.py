@@ -10,7 +10,8 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 """
 
 from ._models import Conversation, MessageStatus, Role, StoredMessage
+from ._riddles import StoredRiddle
 from ._sources import StoredSource
 from ._store import Store
 
-__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage", "StoredSource"]
+__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage", "StoredRiddle", "StoredSource"]

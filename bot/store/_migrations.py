@@ -90,7 +90,33 @@ END;
 their passages. A virtual table has no foreign keys, so a trigger removes a source's passages with it, whichever
 code deletes the source."""
 
-MIGRATIONS: tuple[str, ...] = (_V1_CONVERSATIONS_AND_MESSAGES, _V2_MESSAGE_LINKS, _SOURCES)
+_RIDDLES = """
+CREATE TABLE riddles (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id        INTEGER,
+    channel_id      INTEGER,
+    author_id       INTEGER NOT NULL,
+    topic           TEXT,
+    question        TEXT    NOT NULL,
+    answer          TEXT    NOT NULL,
+    solved_by       INTEGER,
+    solved_by_name  TEXT,
+    solved_at       REAL,
+    created_at      REAL    NOT NULL
+);
+
+CREATE INDEX riddles_author_id ON riddles (author_id);
+CREATE INDEX riddles_solved_by ON riddles (solved_by);
+"""
+"""Riddles posted with a Guess button (its custom_id holds the id) and who solved each one."""
+
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1_CONVERSATIONS_AND_MESSAGES,
+    _V2_MESSAGE_LINKS,
+    _SOURCES,
+    _RIDDLES,
+)
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 
 

@@ -28,6 +28,7 @@ from ._models import (
     conversation_from_row,
     message_from_row,
 )
+from ._riddles import Riddles
 from ._sources import Sources
 
 __all__ = ["Store"]
@@ -60,6 +61,7 @@ class Store:
         self._lock = asyncio.Lock()
         self._closed = False
         self.sources = Sources(self)
+        self.riddles = Riddles(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:

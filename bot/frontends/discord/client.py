@@ -15,6 +15,7 @@ from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.skills import GuessButton, Skills
 from bot.frontends.discord.sources import Sources
 from bot.frontends.discord.views import ReplyButton
 
@@ -58,6 +59,8 @@ class AiroborosBot(commands.AutoShardedBot):
         self.add_dynamic_items(ReplyButton)
         await self.add_cog(Conversations(self, self.chat, self.replies))
         await self.add_cog(Sources(self, self.chat, self.replies))
+        self.add_dynamic_items(GuessButton)
+        await self.add_cog(Skills(self, self.chat, self.replies))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
