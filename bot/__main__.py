@@ -134,7 +134,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         async with await Store.open(config.storage.path) as store:
             chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
-            return await run_bot(chat, config.discord, token)
+            return await run_bot(chat, config.discord, token, skills=config.skills)
     finally:
         await engine.close()
 

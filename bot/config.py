@@ -146,6 +146,13 @@ class DiscordConfig(_Section):
     """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
 
 
+class SkillsConfig(_Section):
+    """The commands for the model's trained skills (``[skills]``)."""
+
+    quiz_seconds: Annotated[int, Field(ge=10, le=300)] = 30
+    """How long ``/quiz start`` takes answers when no time is given."""
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -155,6 +162,7 @@ class Config(_Section):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    skills: SkillsConfig = Field(default_factory=SkillsConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Config:

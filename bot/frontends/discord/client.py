@@ -9,10 +9,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import DiscordConfig
+from bot.config import DiscordConfig, SkillsConfig
 from bot.core.chat import ChatService
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
+from bot.frontends.discord.quiz import QuizButton, QuizCog
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
 from bot.frontends.discord.views import ReplyButton
@@ -37,7 +38,9 @@ def bot_intents(*, message_content: bool = True) -> discord.Intents:
 class AiroborosBot(commands.AutoShardedBot):
     """The bot (sharded automatically for many guilds): commands and messages live in cogs; resources are passed in."""
 
-    def __init__(self, *, chat: ChatService, settings: DiscordConfig, **options: Any) -> None:
+    def __init__(
+        self, *, chat: ChatService, settings: DiscordConfig, skills: SkillsConfig | None = None, **options: Any
+    ) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -49,6 +52,7 @@ class AiroborosBot(commands.AutoShardedBot):
         )
         self.chat = chat
         self.settings = settings
+        self.skills = skills or SkillsConfig()
         self.replies = Replies(chat)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
 
@@ -56,6 +60,8 @@ class AiroborosBot(commands.AutoShardedBot):
         """Register the persistent buttons and the cogs, then sync slash commands."""
         self.add_dynamic_items(ReplyButton)
         await self.add_cog(Conversations(self, self.chat, self.replies))
+        self.add_dynamic_items(QuizButton)
+        await self.add_cog(QuizCog(self, self.chat, default_seconds=self.skills.quiz_seconds))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
