@@ -13,7 +13,7 @@ from bot.config import Config
 from bot.frontends.discord import quiz as quiz_cog
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
-from tests.fakediscord import FakeDiscord, FakeUser
+from tests.fakediscord import FakeDiscord, FakeUser, Permission
 from tests.frontends.discord._helpers import bot_messages
 from tests.frontends.discord.conftest import Running, run_bot
 
@@ -131,6 +131,18 @@ async def test_a_time_out_of_range_is_refused(
     assert callback["data"]["content"] == f"⚠️ The time must be 10 to 300 seconds; you asked for {seconds}."
     assert backend.prompts == []
     assert bot_messages(fake, fake.channel.id) == []
+
+
+async def test_a_channel_where_the_bot_cannot_post_is_refused(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """Without Send Messages the command names the permission privately and does not ask the model."""
+    await fake.set_bot_permissions(fake.channel.id, deny=Permission.SEND_MESSAGES)
+    handle = await start_quiz(fake)
+    original = await handle.wait_original(lambda o: "Send Messages" in o["content"], timeout=10)
+    assert original["flags"] & 64
+    assert backend.prompts == []
+    assert await running.store.quizzes.pending() == []
 
 
 async def test_unusable_model_output_is_retried_then_reported(
