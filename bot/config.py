@@ -153,6 +153,8 @@ class SkillsConfig(_Section):
     """The largest source ``/source add`` takes (typed text or a text file), in bytes."""
     ask_dont_make_up: bool = True
     """``/ask`` adds the model card's "Don't make up answers if you don't know." to the instruction."""
+    quiz_seconds: Annotated[int, Field(ge=10, le=300)] = 30
+    """How long ``/quiz start`` takes answers when no time is given."""
 
 
 class Config(_Section):

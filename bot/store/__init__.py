@@ -10,8 +10,22 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 """
 
 from ._models import Conversation, MessageStatus, Role, StoredMessage
+from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
 from ._sources import StoredSource
 from ._store import Store
 
-__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage", "StoredRiddle", "StoredSource"]
+__all__ = [
+    "AnswerOutcome",
+    "Answered",
+    "Conversation",
+    "MessageStatus",
+    "Quiz",
+    "QuizAnswer",
+    "QuizScore",
+    "Role",
+    "Store",
+    "StoredMessage",
+    "StoredRiddle",
+    "StoredSource",
+]

@@ -111,11 +111,47 @@ CREATE INDEX riddles_solved_by ON riddles (solved_by);
 """Riddles posted with a Guess button (its custom_id holds the id) and who solved each one."""
 
 
+_QUIZZES = """
+CREATE TABLE quizzes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id    INTEGER,
+    channel_id  INTEGER NOT NULL,
+    message_id  INTEGER,
+    author_id   INTEGER NOT NULL,
+    topic       TEXT,
+    question    TEXT    NOT NULL,
+    option_a    TEXT    NOT NULL,
+    option_b    TEXT    NOT NULL,
+    option_c    TEXT    NOT NULL,
+    option_d    TEXT    NOT NULL,
+    answer      TEXT    NOT NULL CHECK (answer IN ('A', 'B', 'C', 'D')),
+    created_at  REAL    NOT NULL,
+    ends_at     REAL    NOT NULL,
+    revealed_at REAL
+);
+
+CREATE INDEX quizzes_guild_id ON quizzes (guild_id);
+CREATE INDEX quizzes_pending ON quizzes (ends_at) WHERE revealed_at IS NULL;
+
+CREATE TABLE quiz_answers (
+    quiz_id      INTEGER NOT NULL REFERENCES quizzes (id) ON DELETE CASCADE,
+    user_id      INTEGER NOT NULL,
+    letter       TEXT    NOT NULL CHECK (letter IN ('A', 'B', 'C', 'D')),
+    answered_at  REAL    NOT NULL,
+    PRIMARY KEY (quiz_id, user_id)
+);
+
+CREATE INDEX quiz_answers_user_id ON quiz_answers (user_id);
+"""
+"""/quiz: the questions (revealed_at stays NULL until the answer is shown) and one answer per person and quiz."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
     _SOURCES,
     _RIDDLES,
+    _QUIZZES,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

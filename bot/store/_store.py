@@ -28,6 +28,7 @@ from ._models import (
     conversation_from_row,
     message_from_row,
 )
+from ._quizzes import Quizzes
 from ._riddles import Riddles
 from ._sources import Sources
 
@@ -62,6 +63,7 @@ class Store:
         self._closed = False
         self.sources = Sources(self)
         self.riddles = Riddles(self)
+        self.quizzes = Quizzes(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:

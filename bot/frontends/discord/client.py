@@ -13,6 +13,7 @@ from bot.config import DiscordConfig
 from bot.core.chat import ChatService
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
+from bot.frontends.discord.quiz import QuizButton, QuizCog
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
 from bot.frontends.discord.skills import GuessButton, Skills
@@ -61,6 +62,8 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Sources(self, self.chat, self.replies))
         self.add_dynamic_items(GuessButton)
         await self.add_cog(Skills(self, self.chat, self.replies))
+        self.add_dynamic_items(QuizButton)
+        await self.add_cog(QuizCog(self, self.chat, default_seconds=self.chat.engine.config.skills.quiz_seconds))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
