@@ -11,5 +11,7 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 
 from ._models import Conversation, MessageStatus, Role, StoredMessage
 from ._store import Store
+from ._votes import Comparison, VoteChoice, VoteCount, VoteOutcome
 
 __all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage"]
+__all__ += ["Comparison", "VoteChoice", "VoteCount", "VoteOutcome"]
