@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
+from bot.frontends.discord.compare import Compare, VoteButton
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
 from bot.frontends.discord.ratelimit import GlobalRateLimit
@@ -56,6 +57,8 @@ class AiroborosBot(commands.AutoShardedBot):
         """Register the persistent buttons and the cogs, then sync slash commands."""
         self.add_dynamic_items(ReplyButton)
         await self.add_cog(Conversations(self, self.chat, self.replies))
+        self.add_dynamic_items(VoteButton)
+        await self.add_cog(Compare(self.chat, self.replies.throttles))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
