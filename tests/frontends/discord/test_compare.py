@@ -17,6 +17,7 @@ from bot.frontends.discord.compare import (
     description_limit,
     footer_text,
 )
+from bot.frontends.discord.rendering import RESTART_MARK
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import VoteChoice, VoteCount
 from tests.doubles import ScriptedBackend, scripted_variants
@@ -250,19 +251,37 @@ async def test_results_without_votes_say_so(fake: FakeDiscord, compared: Running
     assert original["embeds"][0]["description"].startswith("No votes yet")
 
 
-async def test_a_long_answer_is_cut_to_fit_the_message(
-    fake: FakeDiscord, compared: Running, qlora: ScriptedBackend
+async def test_long_answers_are_cut_to_fit_the_message(
+    fake: FakeDiscord, compared: Running, qlora: ScriptedBackend, full: ScriptedBackend
 ) -> None:
-    """An answer longer than its share of the message is cut with "…"; both embeds fit Discord's limits."""
-    qlora.script = lambda prompt: " ".join(["longword"] * 900)
-    qlora.delay = 0.0
-    await compare(fake, "Talk a lot.", variants="qlora,full")
+    """Answers longer than their share of the message are cut with "…"; together they fit Discord's limits."""
+    for backend in (qlora, full):
+        backend.script = lambda prompt: " ".join(["longword"] * 900)
+        backend.delay = 0.0
+    await compare(fake, "Talk a lot.")
     message = await finished(fake)
-    long, short = descriptions(message)
-    assert long.endswith("…") and len(long) == description_limit(2)
-    assert short == FULL_TEXT
+    for text in descriptions(message):
+        assert text.startswith("longword longword") and text.endswith("…")
+        assert len(text) == description_limit(2)
     total = sum(len(e["title"]) + len(e["description"]) + len(e["footer"]["text"]) for e in message["embeds"])
     assert total <= EMBEDS_LIMIT
+
+
+async def test_a_shutdown_stops_the_answers_and_shows_them_marked(
+    fake: FakeDiscord, qlora: ScriptedBackend, full: ScriptedBackend, tmp_path: Path
+) -> None:
+    """Closing the bot mid-comparison stops both answers; the text so far stays, marked, with no vote buttons."""
+    for backend in (qlora, full):
+        backend.script = lambda prompt: " ".join(f"w{i}" for i in range(300))
+        backend.delay = 0.05
+    engine = scripted_variants(two_variants(), {"qlora": qlora, "full": full})
+    async with run_bot(fake, engine, tmp_path / "bot.sqlite3"):
+        await compare(fake, "Talk until I stop you.")
+        await shown(fake, lambda m: all(d.startswith("w0 w1") for d in descriptions(m)))
+    message = bot_messages(fake, fake.channel.id)[-1]
+    for text in descriptions(message):
+        assert text.startswith("w0 w1") and text.endswith(RESTART_MARK)
+    assert ended(message) and buttons(message) == []
 
 
 async def test_a_failed_answer_is_shown_and_gets_no_votes(
