@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 from bot.config import Config
 from bot.core.engine import Engine
@@ -36,6 +36,7 @@ class ScriptedBackend:
         self.script = script or (lambda prompt: "Hello there, friend.")
         self.delay = delay
         self.prompts: list[Prompt] = []
+        self.params: list[SamplingParams] = []
         self.active = 0
         self.peak = 0
         self.closed = False
@@ -48,6 +49,7 @@ class ScriptedBackend:
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         self.prompts.append(prompt)
+        self.params.append(params)
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
@@ -67,3 +69,10 @@ def scripted_engine(config: Config, backend: ScriptedBackend) -> Engine:
     """An :class:`Engine` serving ``backend`` as the config's default variant."""
     model = config.default_model
     return Engine(config, {model.name: Engine._wrap(model, backend, config)})
+
+
+def scripted_variants(config: Config, backends: Mapping[str, ScriptedBackend]) -> Engine:
+    """An :class:`Engine` serving one backend per configured variant (``backends`` keyed by the config's names)."""
+    return Engine(
+        config, {name: Engine._wrap(config.model(name), backend, config) for name, backend in backends.items()}
+    )

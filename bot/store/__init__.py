@@ -14,10 +14,12 @@ from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
 from ._sources import StoredSource
 from ._store import Store
+from ._votes import Comparison, VoteChoice, VoteCount, VoteOutcome
 
 __all__ = [
     "AnswerOutcome",
     "Answered",
+    "Comparison",
     "Conversation",
     "MessageStatus",
     "Quiz",
@@ -28,4 +30,7 @@ __all__ = [
     "StoredMessage",
     "StoredRiddle",
     "StoredSource",
+    "VoteChoice",
+    "VoteCount",
+    "VoteOutcome",
 ]

@@ -146,12 +146,46 @@ CREATE INDEX quiz_answers_user_id ON quiz_answers (user_id);
 """/quiz: the questions (revealed_at stays NULL until the answer is shown) and one answer per person and quiz."""
 
 
+_COMPARISONS_AND_VOTES = """
+CREATE TABLE comparisons (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seed        INTEGER NOT NULL,
+    blind       INTEGER NOT NULL CHECK (blind IN (0, 1)),
+    author_id   INTEGER,
+    guild_id    INTEGER,
+    channel_id  INTEGER,
+    created_at  REAL    NOT NULL
+);
+
+CREATE INDEX comparisons_author_id ON comparisons (author_id);
+
+CREATE TABLE comparison_variants (
+    comparison_id  INTEGER NOT NULL REFERENCES comparisons (id) ON DELETE CASCADE,
+    position       INTEGER NOT NULL CHECK (position >= 0),
+    variant        TEXT    NOT NULL,
+    PRIMARY KEY (comparison_id, position)
+);
+
+CREATE TABLE votes (
+    comparison_id  INTEGER NOT NULL REFERENCES comparisons (id) ON DELETE CASCADE,
+    voter_id       INTEGER NOT NULL,
+    choice         TEXT    NOT NULL CHECK (choice IN ('a', 'b', 'tie')),
+    created_at     REAL    NOT NULL,
+    PRIMARY KEY (comparison_id, voter_id)
+);
+
+CREATE INDEX votes_voter_id ON votes (voter_id);
+"""
+"""/compare: each comparison with its variants in the order shown and its seed; one vote per person."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
     _SOURCES,
     _RIDDLES,
     _QUIZZES,
+    _COMPARISONS_AND_VOTES,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

@@ -31,6 +31,7 @@ from ._models import (
 from ._quizzes import Quizzes
 from ._riddles import Riddles
 from ._sources import Sources
+from ._votes import Votes
 
 __all__ = ["Store"]
 
@@ -64,6 +65,7 @@ class Store:
         self.sources = Sources(self)
         self.riddles = Riddles(self)
         self.quizzes = Quizzes(self)
+        self.votes = Votes(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
+from bot.frontends.discord.compare import Compare, VoteButton
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
 from bot.frontends.discord.quiz import QuizButton, QuizCog
@@ -64,6 +65,8 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Skills(self, self.chat, self.replies))
         self.add_dynamic_items(QuizButton)
         await self.add_cog(QuizCog(self, self.chat, default_seconds=self.chat.engine.config.skills.quiz_seconds))
+        self.add_dynamic_items(VoteButton)
+        await self.add_cog(Compare(self.chat, self.replies.throttles))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
