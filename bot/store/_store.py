@@ -302,8 +302,10 @@ class Store:
     async def forget_user(self, author_id: int) -> int:
         """Delete everything the user wrote and every conversation they own; return how many messages went.
 
-        The count includes the other messages (the bot's replies) of the deleted conversations. Deleted rows are
-        overwritten on disk (``secure_delete``) and the write-ahead log is emptied, so the text is really gone.
+        The count includes the other messages (the bot's replies) of the deleted conversations. Their sources, the
+        riddles they asked for, their quiz answers and their votes go too, and their name leaves the riddles they
+        solved. Deleted rows are overwritten on disk (``secure_delete``) and the write-ahead log is emptied, so the
+        text is really gone.
         """
         async with self._use("delete your data", write=True) as db:
             written = await _changed_rows(db, "DELETE FROM messages WHERE author_id = ?", (author_id,))
@@ -317,6 +319,13 @@ class Store:
             in_owned = int(rows[0][0])
             # The conversations' remaining messages go with them through ON DELETE CASCADE.
             conversations = await _changed_rows(db, "DELETE FROM conversations WHERE owner_id = ?", (author_id,))
+            await db.execute("DELETE FROM sources WHERE author_id = ?", (author_id,))  # passages: by trigger
+            await db.execute("DELETE FROM riddles WHERE author_id = ?", (author_id,))
+            await db.execute(
+                "UPDATE riddles SET solved_by = 0, solved_by_name = 'someone' WHERE solved_by = ?", (author_id,)
+            )
+        await self.quizzes.forget_user(author_id)
+        await self.votes.forget_voter(author_id)
         _log.info(
             "Forgot user %d: deleted %d messages and %d conversations", author_id, written + in_owned, conversations
         )

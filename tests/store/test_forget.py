@@ -53,3 +53,20 @@ async def test_forget_user_removes_the_text_from_the_files(store: Store, db_path
     for path in (db_path, db_path.with_name(db_path.name + "-wal")):
         if path.exists():
             assert b"secret-in" not in path.read_bytes(), path
+
+
+async def test_forget_user_reaches_sources_riddles_quizzes_and_votes(store: Store, db_path: Path) -> None:
+    """The skills' tables keep nothing that names the user or holds their text."""
+    await store.sources.add(
+        scope_id=5, guild_id=9, title="mine", url=None, author_id=1, author_name="one", text="t", passages=["t"]
+    )
+    await store.riddles.add(author_id=1, question="What has keys?", answer="a piano")
+    solved = await store.riddles.add(author_id=2, question="What runs?", answer="a river")
+    await store.riddles.solve(solved.id, 1, "one")
+    await store.forget_user(1)
+    assert query(db_path, "SELECT COUNT(*) FROM sources WHERE author_id = 1") == [(0,)]
+    assert query(db_path, "SELECT COUNT(*) FROM source_passages") == [(0,)]
+    assert query(db_path, "SELECT COUNT(*) FROM riddles WHERE author_id = 1 OR solved_by = 1") == [(0,)]
+    assert query(db_path, "SELECT solved_by_name FROM riddles") == [("someone",)]
+    assert query(db_path, "SELECT COUNT(*) FROM quiz_answers WHERE user_id = 1") == [(0,)]
+    assert query(db_path, "SELECT COUNT(*) FROM votes WHERE voter_id = 1") == [(0,)]
