@@ -10,6 +10,16 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 """
 
 from ._models import Conversation, MessageStatus, Role, StoredMessage
+from ._settings import SETTING_NAMES, Scope, StoredSettings
 from ._store import Store
 
-__all__ = ["Conversation", "MessageStatus", "Role", "Store", "StoredMessage"]
+__all__ = [
+    "SETTING_NAMES",
+    "Conversation",
+    "MessageStatus",
+    "Role",
+    "Scope",
+    "Store",
+    "StoredMessage",
+    "StoredSettings",
+]

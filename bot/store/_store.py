@@ -28,6 +28,7 @@ from ._models import (
     conversation_from_row,
     message_from_row,
 )
+from ._settings import SettingsTable
 
 __all__ = ["Store"]
 
@@ -58,6 +59,7 @@ class Store:
         self._in_memory = path == _MEMORY
         self._lock = asyncio.Lock()
         self._closed = False
+        self.settings = SettingsTable(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:
