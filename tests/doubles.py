@@ -14,7 +14,7 @@ Script = Callable[[Prompt], str]
 
 
 class ScriptedBackend:
-    """Streams a scripted reply word by word; records every prompt and how many ran at once.
+    """Streams a scripted reply word by word; records every prompt (and its sampling params) and how many ran at once.
 
     A reply starting with ``FAIL`` raises :class:`GenerationError` after its first word.
     """
@@ -36,6 +36,7 @@ class ScriptedBackend:
         self.script = script or (lambda prompt: "Hello there, friend.")
         self.delay = delay
         self.prompts: list[Prompt] = []
+        self.params: list[SamplingParams] = []
         self.active = 0
         self.peak = 0
         self.closed = False
@@ -48,6 +49,7 @@ class ScriptedBackend:
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         self.prompts.append(prompt)
+        self.params.append(params)
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:

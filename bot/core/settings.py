@@ -31,8 +31,8 @@ from bot.core.engine import Engine, Variant
 from bot.errors import BotError
 from bot.store import SETTING_NAMES, Scope, Store, StoredSettings
 
-SYSTEM_PROMPT_LIMIT = 1500
-"""Characters a stored system prompt may have (it is shown in an embed, and kept whole in every prompt)."""
+SYSTEM_PROMPT_LIMIT = 1000
+"""Characters a stored system prompt may have (it fits one embed field, and is kept whole in every prompt)."""
 
 PROMPT_ROOM = 256
 """Tokens of the window kept for the conversation itself, beyond the system prompt and the reply."""
@@ -204,8 +204,8 @@ class ChannelSettings:
     async def change(self, place: Place, scope: Scope, changes: Mapping[str, object]) -> Effective:
         """Check ``changes`` (``None`` values clear a setting) and store them for ``scope`` at ``place``.
 
-        Returns the settings that now apply at ``place``. Raises :class:`SettingsError`, storing nothing,
-        if a value is out of range or the result would not fit the model's window.
+        Returns the settings that now apply at ``place`` (for ``scope`` guild: the guild's defaults). Raises
+        :class:`SettingsError`, storing nothing, if a value is out of range or the result would not fit the window.
         """
         checked = self.check(changes)
         target = place.target(scope)
@@ -218,7 +218,7 @@ class ChannelSettings:
             ]
             self._check_budget(self.resolve(after, cap=False), checked)
         await self.store.settings.update(scope, target, checked, guild_id=place.guild_id)
-        return await self.effective(place)
+        return await self.effective(place, scope)
 
     def _check_budget(self, effective: Effective, changed: Mapping[str, object]) -> None:
         """The reply and the system prompt must leave :data:`PROMPT_ROOM` tokens of the window for the conversation."""
@@ -247,13 +247,14 @@ class ChannelSettings:
         )
 
     async def reset(self, place: Place, scope: Scope, name: str | None = None) -> Effective:
-        """Forget one setting (``name``) or all of them for ``scope`` at ``place``; returns what applies now."""
+        """Forget one setting (``name``) or all of them for ``scope`` at ``place``; returns what applies now
+        (as :meth:`change` does)."""
         target = place.target(scope)
         if name is None:
             await self.store.settings.reset(scope, target)
         else:
             await self.store.settings.update(scope, target, self.check({name: None}))
-        return await self.effective(place)
+        return await self.effective(place, scope)
 
 
 def default_system(variant: Variant) -> str | None:

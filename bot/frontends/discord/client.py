@@ -15,6 +15,7 @@ from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.settings import SettingsCommands
 from bot.frontends.discord.views import ReplyButton
 
 _log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class AiroborosBot(commands.AutoShardedBot):
         """Register the persistent buttons and the cogs, then sync slash commands."""
         self.add_dynamic_items(ReplyButton)
         await self.add_cog(Conversations(self, self.chat, self.replies))
+        await self.add_cog(SettingsCommands(self, self.chat))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
