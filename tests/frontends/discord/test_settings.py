@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.config import Config
 from bot.frontends.discord.settings import variant_choices
 from bot.store import Scope, StoredSettings
-from tests.doubles import ScriptedBackend
+from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, FakeUser, Permission
 from tests.frontends.discord._helpers import chat, final_reply, first_thread
-from tests.frontends.discord.conftest import Running
+from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,6 +73,21 @@ async def test_set_then_show_gives_each_value_with_its_source(fake: FakeDiscord,
     assert shown["History"] == ("channel", "off")
     assert shown["Top p"] == ("default", "`1.0`")
     assert shown["Model variant"] == ("default", "`smollm2`")
+
+
+async def test_settings_survive_a_restart(fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path) -> None:
+    """What was set before the bot restarted still shows, and still applies, after it."""
+    engine = scripted_engine(Config(), backend)
+    db = tmp_path / "bot.sqlite3"
+    grant(fake, fake.alice, MANAGE_CHANNELS)
+    async with run_bot(fake, engine, db):
+        await settings(fake, "set", fake.alice, max_new_tokens=3)
+    async with run_bot(fake, engine, db):
+        assert fields(await settings(fake, "show", fake.alice))["Max new tokens"] == ("channel", "`3`")
+        backend.script = lambda prompt: "one two three four five"
+        await chat(fake, "Count to five.")
+        (reply,) = await final_reply(fake, (await first_thread(fake)).id)
+        assert reply["content"] == "one two three"  # the scripted model writes a word a token
 
 
 async def test_server_defaults_need_manage_server(fake: FakeDiscord, running: Running) -> None:
