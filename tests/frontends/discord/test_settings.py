@@ -60,6 +60,28 @@ async def test_settings_is_synced_for_members_who_can_manage_channels(fake: Fake
     assert {o["name"] for o in command["options"]} == {"show", "set", "reset"}
 
 
+async def test_settings_commands_are_acknowledged_before_the_database_is_read(
+    fake: FakeDiscord, running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a settings table slower than Discord's deadline, show and set are still acknowledged in time."""
+    grant(fake, fake.alice, MANAGE_CHANNELS)
+    fake.interaction_deadline = 0.5
+    table = running.store.settings
+    for name in ("get_many", "update"):
+        original = getattr(table, name)
+
+        async def slow(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            await asyncio.sleep(0.8)
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(table, name, slow)
+    for sub, options in (("show", {}), ("set", {"temperature": 1.0})):
+        handle = await fake.invoke_slash(f"settings {sub}", options, user=fake.alice)
+        await handle.wait_callback()
+        assert handle.ack_latency is not None and handle.ack_latency < 0.5
+        assert fields(await handle.wait_original(lambda m: bool(m["embeds"]), timeout=10))
+
+
 async def test_set_then_show_gives_each_value_with_its_source(fake: FakeDiscord, running: Running) -> None:
     """Values set for the channel show as "channel"; the rest as "default"."""
     grant(fake, fake.alice, MANAGE_CHANNELS)
