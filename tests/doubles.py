@@ -14,7 +14,7 @@ Script = Callable[[Prompt], str]
 
 
 class ScriptedBackend:
-    """Streams a scripted reply word by word; records every prompt and how many ran at once.
+    """Streams a scripted reply word by word; records every prompt (and its sampling params) and how many ran at once.
 
     A reply starting with ``FAIL`` raises :class:`GenerationError` after its first word.
     """

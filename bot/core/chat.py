@@ -29,6 +29,7 @@ from typing import Literal
 from bot.config import GenerationConfig
 from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
+from bot.core.settings import ChannelSettings, Place
 from bot.errors import BotError, GenerationError, PromptError
 from bot.inference.scheduler import Ticket
 from bot.inference.types import FinishReason, Prompt, SamplingParams
@@ -39,6 +40,13 @@ _log = logging.getLogger(__name__)
 Mode = Literal["new", "regenerate", "continue"]
 KeyFactory = Callable[[], Awaitable[str]]
 """Opens a new conversation (a Discord thread, say) once the request is admitted, and returns its key."""
+ParentLookup = Callable[[int], Awaitable[int | None]]
+"""The channel a channel sits in (a thread's parent), or None; the frontend that knows provides it."""
+
+
+async def no_parent(channel_id: int) -> int | None:
+    """The default :data:`ParentLookup`: every channel stands alone."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +129,8 @@ class ChatService:
         self.generation = generation
         self.history_limit = history_limit
         self._lanes: dict[str, _Lane] = {}
+        self.parent_of: ParentLookup = no_parent
+        """Where a channel sits, so a thread inherits its parent channel's settings (see :meth:`options_for`)."""
 
     def params(self, options: ChatOptions) -> SamplingParams:
         """Sampling parameters for ``options`` over the configured defaults."""
@@ -134,8 +144,22 @@ class ChatService:
         )
 
     async def options_for(self, guild_id: int | None, channel_id: int | None) -> ChatOptions:
-        """The settings that apply in a channel (its own, else its guild's, else the config's defaults)."""
-        return ChatOptions()
+        """The settings that apply in a channel: its own, else (in a thread) its parent channel's, else its guild's,
+        else the config's ``[generation]`` defaults (``None`` fields).
+
+        Every command that generates calls this with the place it runs in and passes the options on.
+        """
+        parent = await self.parent_of(channel_id) if guild_id is not None and channel_id is not None else None
+        place = Place(guild_id, channel_id, parent)
+        found = (await ChannelSettings(self.store, self.engine, self.generation).effective(place)).overrides
+        return ChatOptions(
+            variant=found.variant,
+            history=found.history,
+            system=found.system_prompt,
+            temperature=found.temperature,
+            top_p=found.top_p,
+            max_new_tokens=found.max_new_tokens,
+        )
 
     @asynccontextmanager
     async def generate(

@@ -12,11 +12,13 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 from ._models import Conversation, MessageStatus, Role, StoredMessage
 from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
+from ._settings import SETTING_NAMES, Scope, StoredSettings
 from ._sources import StoredSource
 from ._store import Store
 from ._votes import Comparison, VoteChoice, VoteCount, VoteOutcome
 
 __all__ = [
+    "SETTING_NAMES",
     "AnswerOutcome",
     "Answered",
     "Comparison",
@@ -26,9 +28,11 @@ __all__ = [
     "QuizAnswer",
     "QuizScore",
     "Role",
+    "Scope",
     "Store",
     "StoredMessage",
     "StoredRiddle",
+    "StoredSettings",
     "StoredSource",
     "VoteChoice",
     "VoteCount",

@@ -179,6 +179,26 @@ CREATE INDEX votes_voter_id ON votes (voter_id);
 """/compare: each comparison with its variants in the order shown and its seed; one vote per person."""
 
 
+_SETTINGS = """
+CREATE TABLE settings (
+    scope           TEXT    NOT NULL CHECK (scope IN ('guild', 'channel')),
+    place_id        INTEGER NOT NULL,
+    guild_id        INTEGER,
+    temperature     REAL    CHECK (temperature IS NULL OR (temperature >= 0 AND temperature <= 2)),
+    top_p           REAL    CHECK (top_p IS NULL OR (top_p > 0 AND top_p <= 1)),
+    max_new_tokens  INTEGER CHECK (max_new_tokens IS NULL OR max_new_tokens > 0),
+    system_prompt   TEXT,
+    history         INTEGER CHECK (history IS NULL OR history IN (0, 1)),
+    variant         TEXT,
+    updated_at      REAL    NOT NULL,
+    PRIMARY KEY (scope, place_id)
+);
+
+CREATE INDEX settings_guild_id ON settings (guild_id);
+"""
+"""Per-guild defaults and per-channel (or thread, or DM) settings; NULL means "inherit"."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
@@ -186,6 +206,7 @@ MIGRATIONS: tuple[str, ...] = (
     _RIDDLES,
     _QUIZZES,
     _COMPARISONS_AND_VOTES,
+    _SETTINGS,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

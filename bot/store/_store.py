@@ -30,6 +30,7 @@ from ._models import (
 )
 from ._quizzes import Quizzes
 from ._riddles import Riddles
+from ._settings import SettingsTable
 from ._sources import Sources
 from ._votes import Votes
 
@@ -66,6 +67,7 @@ class Store:
         self.riddles = Riddles(self)
         self.quizzes = Quizzes(self)
         self.votes = Votes(self)
+        self.settings = SettingsTable(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:

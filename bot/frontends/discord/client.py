@@ -17,6 +17,7 @@ from bot.frontends.discord.feedback import report
 from bot.frontends.discord.quiz import QuizButton, QuizCog
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.settings import SettingsCommands
 from bot.frontends.discord.skills import GuessButton, Skills
 from bot.frontends.discord.sources import Sources
 from bot.frontends.discord.views import ReplyButton
@@ -67,6 +68,7 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(QuizCog(self, self.chat, default_seconds=self.chat.engine.config.skills.quiz_seconds))
         self.add_dynamic_items(VoteButton)
         await self.add_cog(Compare(self.chat, self.replies.throttles))
+        await self.add_cog(SettingsCommands(self, self.chat))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

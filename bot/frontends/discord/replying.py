@@ -123,8 +123,14 @@ class Replies:
         interaction = source if isinstance(source, discord.Interaction) else None
         shown: list[_Shown] = []
         stored = True
+        channel_id = source.channel_id if isinstance(source, discord.Interaction) else source.channel.id
         try:
-            async with self.chat.respond(key, author, content, external_id=external_id, guild_id=guild_id) as reply:
+            # Settings of the place asked in (for a new thread: the channel it opens from). Messages keep their order:
+            # these reads queue first-in first-out on the store, and a cached thread's parent needs no await.
+            options = await self.chat.options_for(guild_id, channel_id)
+            async with self.chat.respond(
+                key, author, content, options, external_id=external_id, guild_id=guild_id
+            ) as reply:
                 if interaction is not None:
                     await _dismiss(interaction)
                 if reply is not None:
@@ -297,7 +303,8 @@ class Replies:
             mode: Literal["regenerate", "continue"] = "regenerate" if action == "regenerate" else "continue"
             shown: list[_Shown] = []
             try:
-                async with self.chat.redo(key, author, target, mode) as reply:
+                options = await self.chat.options_for(interaction.guild_id, channel.id)
+                async with self.chat.redo(key, author, target, mode, options) as reply:
                     reply.shown_in = reply.shown_in or [message.id]  # a reply stored before message links existed
                     await self._show(reply, channel, key, owner, shown)
             finally:
