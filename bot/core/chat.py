@@ -265,7 +265,7 @@ class ChatService:
         key: str | KeyFactory,
         author: Author,
         content: str,
-        options: ChatOptions = ChatOptions(),
+        options: ChatOptions | None = None,
         *,
         external_id: int | None = None,
         guild_id: int | None = None,
@@ -279,8 +279,9 @@ class ChatService:
         request is admitted. Raises :class:`PromptTooLongError` or :class:`PromptError` before
         anything is stored, :class:`BusyError` when the queue is full.
         """
-        variant = self.engine.variant(options.variant)
         if not isinstance(key, str):
+            options = options or await self.options_for(guild_id, channel_id)
+            variant = self.engine.variant(options.variant)
             async with self._open(
                 key,
                 author=author,
@@ -295,6 +296,9 @@ class ChatService:
             return
         async with self._lane(key) as lane:
             async with lane.record:  # the first await: messages take their place in the order they arrived
+                # The place's settings are read in turn too (``options`` None: from :meth:`options_for`).
+                options = options or await self.options_for(guild_id, channel_id)
+                variant = self.engine.variant(options.variant)
                 self._alone(variant, author, content, options)
                 conversation = await self._record(
                     key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id

@@ -125,11 +125,10 @@ class Replies:
         stored = True
         channel_id = source.channel_id if isinstance(source, discord.Interaction) else source.channel.id
         try:
-            # Settings of the place asked in (for a new thread: the channel it opens from). Messages keep their order:
-            # these reads queue first-in first-out on the store, and a cached thread's parent needs no await.
-            options = await self.chat.options_for(guild_id, channel_id)
+            # The chat service reads the settings of the place asked in (for a new thread: the channel it opens
+            # from) once the message has its place in the conversation's order.
             async with self.chat.respond(
-                key, author, content, options, external_id=external_id, guild_id=guild_id
+                key, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
             ) as reply:
                 if interaction is not None:
                     await _dismiss(interaction)
