@@ -9,6 +9,7 @@ Open one `Store` in ``main()`` and pass it to whatever needs it::
 The schema lives in ``_migrations.py``; to change it, append a migration there.
 """
 
+from ._characters import CharacterNameTaken, StoredCharacter
 from ._models import Conversation, MessageStatus, Role, StoredMessage
 from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
@@ -21,6 +22,7 @@ __all__ = [
     "SETTING_NAMES",
     "AnswerOutcome",
     "Answered",
+    "CharacterNameTaken",
     "Comparison",
     "Conversation",
     "MessageStatus",
@@ -30,6 +32,7 @@ __all__ = [
     "Role",
     "Scope",
     "Store",
+    "StoredCharacter",
     "StoredMessage",
     "StoredRiddle",
     "StoredSettings",

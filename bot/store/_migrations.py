@@ -199,6 +199,32 @@ CREATE INDEX settings_guild_id ON settings (guild_id);
 """Per-guild defaults and per-channel (or thread, or DM) settings; NULL means "inherit"."""
 
 
+_CHARACTERS = """
+CREATE TABLE characters (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    guild_id        INTEGER NOT NULL,
+    name            TEXT    NOT NULL CHECK (length(name) BETWEEN 1 AND 80),
+    name_key        TEXT    NOT NULL,
+    description     TEXT    NOT NULL,
+    personality     TEXT    NOT NULL,
+    speaking_style  TEXT    NOT NULL,
+    avatar          BLOB,
+    avatar_type     TEXT,
+    avatar_url      TEXT,
+    extra           TEXT    NOT NULL DEFAULT '{}',
+    creator_id      INTEGER NOT NULL,
+    created_at      REAL    NOT NULL,
+    updated_at      REAL    NOT NULL,
+    CHECK ((avatar IS NULL) = (avatar_type IS NULL))
+);
+
+CREATE UNIQUE INDEX characters_guild_name ON characters (guild_id, name_key);
+CREATE INDEX characters_creator_id ON characters (creator_id);
+"""
+"""Roleplay characters per guild (``/character``): ``name_key`` is the casefolded name, unique in its guild; the
+avatar is kept as bytes because Discord's attachment links expire."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
@@ -207,6 +233,7 @@ MIGRATIONS: tuple[str, ...] = (
     _QUIZZES,
     _COMPARISONS_AND_VOTES,
     _SETTINGS,
+    _CHARACTERS,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

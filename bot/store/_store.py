@@ -17,6 +17,7 @@ import aiosqlite
 
 from bot.errors import StoreError
 
+from ._characters import Characters
 from ._migrations import migrate
 from ._models import (
     CONVERSATION_COLUMNS,
@@ -68,6 +69,7 @@ class Store:
         self.quizzes = Quizzes(self)
         self.votes = Votes(self)
         self.settings = SettingsTable(self)
+        self.characters = Characters(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:
