@@ -299,12 +299,14 @@ def card_json(card: CardData) -> bytes:
 
 
 def card_png(avatar_png: bytes | None, card: CardData) -> bytes:
-    """``avatar_png`` (or, if it is None or not a PNG, :func:`placeholder_png`) with the card in a ``chara`` chunk.
+    """``avatar_png`` (or, if it is None or not a readable PNG, :func:`placeholder_png`) with the card inside.
 
     An existing ``chara`` chunk is replaced; the new one goes just before the image's end chunk.
     """
-    image = avatar_png if avatar_png is not None and avatar_png.startswith(PNG_SIGNATURE) else placeholder_png()
-    stripped, iend = _without_chara(image)
+    try:
+        stripped, iend = _without_chara(avatar_png if avatar_png is not None else placeholder_png())
+    except CardError:  # not a PNG, or a broken one: the card still gets an image
+        stripped, iend = _without_chara(placeholder_png())
     encoded = base64.b64encode(json.dumps(card_dict(card), ensure_ascii=False).encode())
     chunk = _chunk(b"tEXt", CHARA.encode() + b"\x00" + encoded)
     return stripped[:iend] + chunk + stripped[iend:]

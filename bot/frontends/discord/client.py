@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
+from bot.frontends.discord.characters import Characters
 from bot.frontends.discord.compare import Compare, VoteButton
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
@@ -69,6 +70,7 @@ class AiroborosBot(commands.AutoShardedBot):
         self.add_dynamic_items(VoteButton)
         await self.add_cog(Compare(self.chat, self.replies.throttles))
         await self.add_cog(SettingsCommands(self, self.chat))
+        await self.add_cog(Characters(self, self.chat.store))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
