@@ -158,10 +158,13 @@ class CharacterModal(discord.ui.Modal):
 
     def typed(self) -> str:
         """What the person typed, to give back if the form is refused."""
-        return "\n\n".join(
-            f"{item.label}:\n{item.value}"
-            for item in (self.name_input, self.description_input, self.personality_input, self.speaking_style_input)
+        fields = (
+            ("Name", self.name_input),
+            ("Description", self.description_input),
+            ("Personality", self.personality_input),
+            ("Speaking style", self.speaking_style_input),
         )
+        return "\n\n".join(f"{label}:\n{item.value}" for label, item in fields)
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
         """Acknowledge, then save; refusals reach :meth:`on_error`."""
