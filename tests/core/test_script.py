@@ -65,8 +65,8 @@ def test_multi_line_speech_stays_one_block() -> None:
 
 def test_action_line_with_a_colon_is_not_a_name() -> None:
     """A line opening with a single asterisk is an action, even with a colon inside."""
-    text = "Homer: Woohoo!\n*Yoda frowns: unimpressed*"
-    assert parse_script(text, CHARACTERS) == [("Homer", "Woohoo!\n*Yoda frowns: unimpressed*")]
+    text = "Homer: Woohoo!\n*Yoda: frowns, unimpressed*"
+    assert parse_script(text, CHARACTERS) == [("Homer", "Woohoo!\n*Yoda: frowns, unimpressed*")]
 
 
 def test_human_line_stops_and_is_discarded() -> None:
