@@ -170,7 +170,7 @@ def test_invalid_scene_exits_2(tmp_path: Path) -> None:
     """A scene without characters, or with a human named like a character, is refused in one line."""
     empty = render(tmp_path, {"scene": {**CARD_SCENE, "characters": []}})
     assert empty.returncode == 2
-    assert "at least one character" in empty.stderr
+    assert "conv.json: A scene needs at least one character" in empty.stderr
     clash = render(tmp_path, {"scene": {**CARD_SCENE, "humans": ["yoda"]}})
     assert clash.returncode == 2
     assert "appears twice" in clash.stderr
