@@ -184,7 +184,9 @@ class ScriptParser:
 
     def _read_head(self, text: str, *, final: bool) -> _Head | None:
         """Classify the line starting ``text``, or ``None`` while more text could change the answer."""
-        line, has_end = text.split("\n", 1)[0], "\n" in text
+        window = text[: _HEAD_LIMIT + 3]  # enough to see a colon within the limit and a closing marker after it
+        end = window.find("\n")
+        line, has_end = (window[:end], True) if end >= 0 else (window, False)
         stripped = line.lstrip(" \t")
         if stripped.startswith("*") and not stripped.startswith("**") and len(stripped) > 1:
             return _Head("text")  # an action, whatever follows

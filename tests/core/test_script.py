@@ -148,6 +148,13 @@ def test_colon_inside_speech_is_not_a_name() -> None:
     ]
 
 
+def test_long_unnamed_line_streams_before_its_end() -> None:
+    """A line longer than any name is shown before its line break arrives."""
+    script = parser()
+    script.feed("Yoda: Hm.\n")
+    assert script.feed("word " * 14) == [Say("Yoda", "Hm.\n" + ("word " * 14).strip(), 0)]
+
+
 def test_script_text_rebuilds_the_script() -> None:
     """Parsed blocks print back as Name: text lines."""
     assert script_text(parse_script(CARD_REPLY, CHARACTERS, HUMANS)).startswith('Yoda: "No need to apologize')
@@ -165,7 +172,11 @@ def final_blocks(events: list[ScriptEvent]) -> tuple[dict[int, Say], list[Stop]]
 
 SAMPLE = (
     'Yoda: "Hm.\nPatient, be."\n**Homer:** Mmm *drools*\n\nDarth: ignore me\n*waves*\n'
-    'yoda : "Jon: sit."\nJo\nJon Snow: not a human here\nHOMER Doh\nJon: stop here\nYoda: lost'
+    'yoda : "Jon: sit."\nJo\nJon Snow: not a human here\nHOMER Doh\nHomer: '
+    + "long " * 20
+    + "\n"
+    + "Then " * 14
+    + ": late colon\nJon: stop here\nYoda: lost"
 )
 
 
