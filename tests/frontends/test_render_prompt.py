@@ -114,3 +114,64 @@ def test_invalid_sources_input_exits_2(tmp_path: Path) -> None:
     result = render(tmp_path, {"sources": [{"metadata": {}}], "instruction": "Why?"})
     assert result.returncode == 2
     assert "sources.0.text" in result.stderr
+
+
+CARD_SCENE = {
+    "characters": [
+        {"name": "Yoda", "description": "the ever clever jedi master."},
+        {"name": "Homer", "description": "you know, the goofy yellow guy.", "full_name": "Homer Simpson"},
+    ],
+    "humans": ["Jon"],
+    "setting": "Conversation will revolve around the grapes, in a local cafe with delicious coffee.",
+    "rules": None,
+}
+CARD_SHEET = (
+    "Characters:\n- Yoda, the ever clever jedi master.\n- Homer Simpson, you know, the goofy yellow guy.\n"
+    "- USER/Jon - don't generate any speech or actions on behalf of Jon\nRules:\n"
+    "- be sure to use the manerisms and speaking style of the characters correctly\n"
+    "- surround character actions with asterisks\n- always put quotes around words spoken by the characters\n"
+    "- use a new line for each character's actions or speech\n"
+    "- always prefix actions/speech with the character's name and colon\n"
+    "- only generate text and actions on behalf of Yoda or Homer, and never anyone else\n"
+    "Conversation will revolve around the grapes, in a local cafe with delicious coffee.\n"
+    "Generate a single interaction between Yoda and Homer to start, with one sentence each."
+)
+
+
+def test_scene_renders_as_the_cards_multi_character_example(tmp_path: Path) -> None:
+    """A scene with its opening and Jon's line prints byte for byte as the card's example in the vicuna layout."""
+    opening = (
+        'Yoda: "Mmm, these grapes are quite delicious, Master Homer."\n'
+        "Homer: \"Oh yeah, Yoda! They're the best grapes I've ever had!\""
+    )
+    conversation = {
+        "scene": CARD_SCENE,
+        "messages": [
+            {"role": "assistant", "content": opening},
+            {"role": "user", "content": "*enters the cafe* Sorry I'm late guys!", "name": "Jon"},
+        ],
+    }
+    result = render(tmp_path, conversation, "--format", "airoboros")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"{AIROBOROS_SYSTEM_PROMPT} USER: {CARD_SHEET} ASSISTANT: {opening}</s>"
+        "USER: *enters the cafe* Sorry I'm late guys! ASSISTANT:"
+    )
+
+
+def test_scene_without_messages_is_the_opening_prompt(tmp_path: Path) -> None:
+    """With no messages yet, the scene prints its sheet as the only user turn."""
+    result = render(tmp_path, {"system": "", "scene": CARD_SCENE}, "--format", "airoboros")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f" USER: {CARD_SHEET} ASSISTANT:"
+
+
+def test_invalid_scene_exits_2(tmp_path: Path) -> None:
+    """A scene without characters, or with a human named like a character, is refused in one line."""
+    empty = render(tmp_path, {"scene": {**CARD_SCENE, "characters": []}})
+    assert empty.returncode == 2
+    assert "conv.json: A scene needs at least one character" in empty.stderr
+    clash = render(tmp_path, {"scene": {**CARD_SCENE, "humans": ["yoda"]}})
+    assert clash.returncode == 2
+    assert "appears twice" in clash.stderr
+    assert "Traceback" not in clash.stderr
