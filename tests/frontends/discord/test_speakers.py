@@ -98,6 +98,7 @@ async def test_one_webhook_serves_every_character_and_line(fake: FakeDiscord, ru
     leia = await voice.say(thread, LEIA, "Help me, Obi-Wan.")
     again = await voice.say(thread, YODA, "There is no try.")
     assert len(creates(fake)) == 1
+    assert len(fake.requests_to("GET", rf"/channels/{fake.channel.id}/webhooks")) == 1  # then cached
     [webhook] = fake.webhooks
     assert webhook.name == WEBHOOK_NAME and webhook.channel_id == fake.channel.id
     assert all(request.query["thread_id"] == str(thread.id) for request in executes(fake))
@@ -113,6 +114,15 @@ async def test_one_webhook_serves_every_character_and_line(fake: FakeDiscord, ru
         assert message["author"]["username"] == speaker.name
         assert message["avatar_url"] == speaker.avatar_url
         assert message["webhook_id"] == str(webhook.id)
+
+
+async def test_lines_starting_together_share_one_webhook(fake: FakeDiscord, running: Running) -> None:
+    """Characters starting to speak at the same moment still make a single webhook."""
+    thread = await scene_thread(fake, running)
+    voice = CharacterVoice(running.bot.replies.throttles)
+    lines = await asyncio.gather(*(voice.say(thread, Speaker(f"Guard {i}"), f"Halt {i}!") for i in range(4)))
+    assert len(creates(fake)) == 1 and len(fake.webhooks) == 1
+    assert sorted(fake.message(line.message_ids[0])["content"] for line in lines) == [f"Halt {i}!" for i in range(4)]
 
 
 async def test_a_restarted_bot_reuses_its_webhook(fake: FakeDiscord, running: Running) -> None:
