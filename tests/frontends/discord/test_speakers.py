@@ -120,6 +120,7 @@ async def test_lines_starting_together_share_one_webhook(fake: FakeDiscord, runn
     """Characters starting to speak at the same moment still make a single webhook."""
     thread = await scene_thread(fake, running)
     voice = CharacterVoice(running.bot.replies.throttles)
+    fake.rate_limit_next("POST", r"/channels/\d+/webhooks", retry_after=0.3)  # a slow creation invites a race
     lines = await asyncio.gather(*(voice.say(thread, Speaker(f"Guard {i}"), f"Halt {i}!") for i in range(4)))
     assert len(creates(fake)) == 1 and len(fake.webhooks) == 1
     assert sorted(fake.message(line.message_ids[0])["content"] for line in lines) == [f"Halt {i}!" for i in range(4)]
