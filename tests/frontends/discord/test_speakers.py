@@ -36,7 +36,8 @@ async def scene_thread(fake: FakeDiscord, running: Running) -> discord.Thread:
 
 
 def creates(fake: FakeDiscord) -> list[Any]:
-    return fake.requests_to("POST", rf"/channels/{fake.channel.id}/webhooks")
+    """The webhook creations Discord accepted in the general channel."""
+    return [r for r in fake.requests_to("POST", rf"/channels/{fake.channel.id}/webhooks") if r.status == 200]
 
 
 def executes(fake: FakeDiscord) -> list[Any]:
