@@ -278,3 +278,14 @@ async def test_a_line_can_be_deleted(fake: FakeDiscord, running: Running) -> Non
     assert len(line.message_ids) == 2
     await line.delete()
     assert fake.messages_in(thread.id) == []
+
+
+async def test_a_line_deleted_while_streaming_stops_quietly(fake: FakeDiscord, running: Running) -> None:
+    """When someone deletes a streaming line's message, the line shows nothing more and finishing is no error."""
+    thread = await scene_thread(fake, running)
+    line = await CharacterVoice(running.bot.replies.throttles, edit_period=0.1).start(thread, YODA, "Begin")
+    await fake.delete_message_as(line.message_ids[0])
+    line.update("Begin, the clone war has.")
+    await eventually(lambda: line.gone)
+    await line.finish("Begin, the clone war has.")
+    assert fake.messages_in(thread.id) == []
