@@ -461,13 +461,21 @@ class RestApi:
 
     # -- webhooks ------------------------------------------------------------------------
 
+    def _webhook_manager_channel(self, request: ApiRequest) -> FakeChannel:
+        """The channel, if the bot may manage its webhooks (listing them too needs Manage Webhooks), else a 403."""
+        channel = self._bot_channel(request)
+        if not self._bot_has(channel, Permission.MANAGE_WEBHOOKS):
+            raise ApiError(403, 50013, "Missing Permissions")
+        return channel
+
     async def create_webhook(self, request: ApiRequest) -> Any:
         body = request.body()
-        webhook = self._state.create_webhook(self._bot_channel(request), body.get("name"), self._state.bot_user)
+        channel = self._webhook_manager_channel(request)
+        webhook = self._state.create_webhook(channel, body.get("name"), self._state.bot_user)
         return _payloads.webhook_payload(self._state, webhook)
 
     async def get_channel_webhooks(self, request: ApiRequest) -> Any:
-        channel = self._bot_channel(request)
+        channel = self._webhook_manager_channel(request)
         hooks = [w for w in self._state.webhooks.values() if w.channel_id == channel.id]
         return [_payloads.webhook_payload(self._state, w) for w in hooks]
 

@@ -391,6 +391,14 @@ class FakeDiscord:
             self._state.update_channel(self._state.channel(thread_id), dict(changes))
         await self._flush(written)
 
+    def add_webhook(self, channel_id: int | str, name: str, creator: FakeUser) -> FakeWebhook:
+        """Someone (another integration, a moderator) makes a webhook in a text channel; 15 at most per channel."""
+        return self._state.create_webhook(self._state.channel(channel_id), name, creator)
+
+    def delete_webhook(self, webhook_id: int | str) -> None:
+        """A moderator deletes a channel webhook; its messages stay, later calls with it get 404 Unknown Webhook."""
+        self._state.delete_webhook(int(webhook_id))
+
     @property
     def max_active_threads(self) -> int:
         return self._state.max_active_threads

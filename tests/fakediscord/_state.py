@@ -50,6 +50,7 @@ _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _EVERYONE_MENTION = re.compile(r"@(everyone|here)\b")
 _FORBIDDEN_WEBHOOK_NAMES = ("discord", "clyde")
+MAX_WEBHOOKS_PER_CHANNEL = 15
 _ALLOWED_MESSAGE_FLAGS = 1 << 2 | MessageFlag.EPHEMERAL | 1 << 12 | 1 << 15
 """SUPPRESS_EMBEDS, EPHEMERAL (interactions only), SUPPRESS_NOTIFICATIONS, IS_COMPONENTS_V2."""
 
@@ -560,16 +561,24 @@ class FakeState:
     # -- webhooks ------------------------------------------------------------------------
 
     def create_webhook(self, channel: FakeChannel, name: Any, creator: FakeUser) -> FakeWebhook:
-        """Create a channel webhook; names with "discord" or "clyde" are refused, as on Discord."""
+        """Create a channel webhook; names with "discord" or "clyde" are refused, as on Discord, and so is a 16th."""
         if channel.type != ChannelType.GUILD_TEXT or channel.guild_id is None:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
         check_webhook_name(name, "name")
+        if sum(1 for w in self.webhooks.values() if w.channel_id == channel.id) >= MAX_WEBHOOKS_PER_CHANNEL:
+            raise ApiError(400, 30007, f"Maximum number of webhooks reached ({MAX_WEBHOOKS_PER_CHANNEL})")
         webhook = FakeWebhook(
             self.snowflake(), secrets.token_urlsafe(48), channel.id, channel.guild_id, name, creator.id
         )
         self.webhooks[webhook.id] = webhook
         self.changed()
         return webhook
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        """Delete a webhook (its messages stay); later calls with it get 404 Unknown Webhook (10015)."""
+        if self.webhooks.pop(int(webhook_id), None) is None:
+            raise unknown("webhook")
+        self.changed()
 
     # -- application commands ------------------------------------------------------------
 
