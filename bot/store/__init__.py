@@ -13,6 +13,7 @@ from ._characters import CharacterNameTaken, StoredCharacter
 from ._models import Conversation, MessageStatus, Role, StoredMessage
 from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
+from ._scenes import SceneHuman, SceneMember, StoredScene
 from ._settings import SETTING_NAMES, Scope, StoredSettings
 from ._sources import StoredSource
 from ._store import Store
@@ -30,11 +31,14 @@ __all__ = [
     "QuizAnswer",
     "QuizScore",
     "Role",
+    "SceneHuman",
+    "SceneMember",
     "Scope",
     "Store",
     "StoredCharacter",
     "StoredMessage",
     "StoredRiddle",
+    "StoredScene",
     "StoredSettings",
     "StoredSource",
     "VoteChoice",

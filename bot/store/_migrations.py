@@ -225,6 +225,44 @@ CREATE INDEX characters_creator_id ON characters (creator_id);
 avatar is kept as bytes because Discord's attachment links expire."""
 
 
+_SCENES = """
+CREATE TABLE scenes (
+    thread_id   INTEGER PRIMARY KEY,
+    guild_id    INTEGER NOT NULL,
+    creator_id  INTEGER NOT NULL,
+    setting     TEXT    NOT NULL,
+    rules       TEXT,
+    active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at  REAL    NOT NULL
+);
+
+CREATE INDEX scenes_guild_id ON scenes (guild_id);
+
+CREATE TABLE scene_characters (
+    scene_id           INTEGER NOT NULL REFERENCES scenes (thread_id) ON DELETE CASCADE,
+    character_id       INTEGER NOT NULL REFERENCES characters (id) ON DELETE CASCADE,
+    position           INTEGER NOT NULL,
+    avatar_message_id  INTEGER,
+    PRIMARY KEY (scene_id, character_id)
+);
+
+CREATE INDEX scene_characters_character_id ON scene_characters (character_id);
+
+CREATE TABLE scene_humans (
+    scene_id      INTEGER NOT NULL REFERENCES scenes (thread_id) ON DELETE CASCADE,
+    user_id       INTEGER NOT NULL,
+    display_name  TEXT    NOT NULL,
+    position      INTEGER NOT NULL,
+    PRIMARY KEY (scene_id, user_id)
+);
+
+CREATE INDEX scene_humans_user_id ON scene_humans (user_id);
+"""
+"""Roleplay scenes (``/scene``): one per Discord thread (``thread_id``); ``rules`` is a JSON list, NULL for the
+card's; the cast and the humans who joined keep their order in ``position``; ``avatar_message_id`` is the
+message whose attachment serves an uploaded avatar as an URL (see ``bot/frontends/discord/scenes.py``)."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
@@ -234,6 +272,7 @@ MIGRATIONS: tuple[str, ...] = (
     _COMPARISONS_AND_VOTES,
     _SETTINGS,
     _CHARACTERS,
+    _SCENES,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

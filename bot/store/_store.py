@@ -31,6 +31,7 @@ from ._models import (
 )
 from ._quizzes import Quizzes
 from ._riddles import Riddles
+from ._scenes import Scenes
 from ._settings import SettingsTable
 from ._sources import Sources
 from ._votes import Votes
@@ -70,6 +71,7 @@ class Store:
         self.votes = Votes(self)
         self.settings = SettingsTable(self)
         self.characters = Characters(self)
+        self.scenes = Scenes(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:
