@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,6 +40,9 @@ _log = logging.getLogger(__name__)
 Mode = Literal["new", "regenerate", "continue"]
 KeyFactory = Callable[[], Awaitable[str]]
 """Opens a new conversation (a Discord thread, say) once the request is admitted, and returns its key."""
+DialogueBuilder = Callable[[Sequence[StoredMessage], "ChatOptions"], Awaitable[Dialogue]]
+"""Builds the dialogue of a conversation whose prompt is not the plain history (a scene: its sheet first), from
+the history :meth:`ChatService.respond` loaded; called in the conversation's turn, so what it reads is current."""
 ParentLookup = Callable[[int], Awaitable[int | None]]
 """The channel a channel sits in (a thread's parent), or None; the frontend that knows provides it."""
 
@@ -100,7 +103,17 @@ class Reply:
         """What this reply added (for Continue: without the text it continues)."""
         return self.text[len(self.prefix) :]
 
-    async def deltas(self) -> AsyncIterator[str]:
+    def settle(self, text: str, *, complete: bool) -> None:
+        """Keep ``text`` as this reply instead of the model's raw output (a scene keeps the lines it showed).
+
+        ``complete`` says the frontend ended the reply where it should end, as a stop string would (a scene stops at
+        a line for a person): it is then stored ``ok``, not ``partial``.
+        """
+        self.text = self.prefix + text
+        if complete and self.finish_reason is None:
+            self.finish_reason = FinishReason.STOP
+
+    async def deltas(self) -> AsyncGenerator[str, None]:
         """The reply's text as it arrives; raises :class:`GenerationError` if the model fails."""
         async for chunk in self.ticket.stream():
             self.completion_tokens = chunk.completion_tokens
@@ -220,6 +233,15 @@ class ChatService:
         dialogue = Dialogue(options.system, messages, continue_last=continue_last)
         return variant.builder.build(dialogue, max_new_tokens=self.params(options).max_new_tokens)
 
+    async def _built(
+        self, variant: Variant, history: Sequence[StoredMessage], options: ChatOptions, dialogue: DialogueBuilder | None
+    ) -> Prompt:
+        """The prompt of ``history``: the plain conversation, or what ``dialogue`` makes of it."""
+        if dialogue is None:
+            return self._prompt(variant, history, options)
+        built = await dialogue(history, options)
+        return variant.builder.build(built, max_new_tokens=self.params(options).max_new_tokens)
+
     def _alone(self, variant: Variant, author: Author, content: str, options: ChatOptions) -> Prompt:
         """The prompt of ``content`` with no history; refuses an empty message or one that cannot fit at all."""
         if not content.strip():
@@ -264,12 +286,13 @@ class ChatService:
         self,
         key: str | KeyFactory,
         author: Author,
-        content: str,
+        content: str | None,
         options: ChatOptions | None = None,
         *,
         external_id: int | None = None,
         guild_id: int | None = None,
         channel_id: int | None = None,
+        dialogue: DialogueBuilder | None = None,
     ) -> AsyncIterator[Reply | None]:
         """Store ``content`` by ``author`` in conversation ``key`` and answer it; the reply is stored on exit.
 
@@ -278,8 +301,14 @@ class ChatService:
         :data:`KeyFactory` for a conversation that does not exist yet: it is called once the
         request is admitted. Raises :class:`PromptTooLongError` or :class:`PromptError` before
         anything is stored, :class:`BusyError` when the queue is full.
+
+        ``content`` None stores no message and answers the conversation as it stands (a scene's opening, a
+        character nudged to speak); ``key`` must then be a string. ``dialogue`` builds the prompt from the history
+        when the conversation is not a plain chat (see :data:`DialogueBuilder`).
         """
         if not isinstance(key, str):
+            if content is None or dialogue is not None:
+                raise ValueError("a new conversation opens with a person's message and a plain dialogue")
             options = options or await self.options_for(guild_id, channel_id)
             variant = self.engine.variant(options.variant)
             async with self._open(
@@ -299,17 +328,23 @@ class ChatService:
                 # The place's settings are read in turn too (``options`` None: from :meth:`options_for`).
                 options = options or await self.options_for(guild_id, channel_id)
                 variant = self.engine.variant(options.variant)
-                self._alone(variant, author, content, options)
-                conversation = await self._record(
-                    key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
-                )
+                if content is None:
+                    conversation = await self.store.get_or_create_conversation(
+                        key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                    )
+                else:
+                    self._alone(variant, author, content, options)
+                    conversation = await self._record(
+                        key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
+                    )
             async with lane.reply, AsyncExitStack() as stack:
                 reply: Reply | None = None
                 async with lane.record:
                     last = await self.store.last_message(conversation.id)
                     # Otherwise a reply that ran while this message waited had it in its prompt: nothing to do.
-                    if last is not None and last.role == Role.USER:
-                        prompt = self._prompt(variant, await self._history(conversation.id, options), options)
+                    if content is None or (last is not None and last.role == Role.USER):
+                        history = await self._history(conversation.id, options)
+                        prompt = await self._built(variant, history, options, dialogue)
                         ticket = await stack.enter_async_context(
                             variant.scheduler.submit(str(author.id), prompt, self.params(options))
                         )
@@ -423,6 +458,11 @@ class ChatService:
         if reply.stored is not None and list(external_ids) != reply.shown_in:
             reply.shown_in = list(external_ids)
             await self.store.update_message(reply.stored.id, external_ids=reply.shown_in)
+
+    async def history_of(self, key: str) -> list[StoredMessage]:
+        """The stored history of conversation ``key`` (oldest first; empty if it has none)."""
+        conversation = await self.store.get_conversation(key)
+        return [] if conversation is None else await self.store.history(conversation.id, limit=self.history_limit)
 
     async def exists(self, key: str) -> bool:
         """Whether conversation ``key`` has been started."""

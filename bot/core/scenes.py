@@ -202,3 +202,16 @@ def speaker_names(scene: Scene) -> dict[str, str]:
     names = {c.name.strip(): c.name.strip() for c in scene.characters}
     names.update({c.full_name.strip(): c.name.strip() for c in scene.characters if c.full_name})
     return names
+
+
+SUMMARY_INSTRUCTION = "Summarize the scene above in two or three sentences, in the past tense."
+"""What ``/scene end`` asks the model after the transcript."""
+
+
+def summary_request(scene: Scene, transcript: Sequence[str]) -> str:
+    """The one user turn asking for a summary of a finished scene: the setting, the lines as they were said, the ask.
+
+    ``transcript`` holds the scene's lines in order (``Yoda: "..."``, ``Jon: *waves*``).
+    """
+    parts = [f"Setting: {scene.setting.strip()}" if scene.setting.strip() else "", "\n".join(transcript).strip()]
+    return "\n\n".join([part for part in parts if part] + [SUMMARY_INSTRUCTION])

@@ -18,6 +18,7 @@ from bot.frontends.discord.feedback import report
 from bot.frontends.discord.quiz import QuizButton, QuizCog
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.scenes import Scenes
 from bot.frontends.discord.settings import SettingsCommands
 from bot.frontends.discord.skills import GuessButton, Skills
 from bot.frontends.discord.sources import Sources
@@ -71,6 +72,7 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Compare(self.chat, self.replies.throttles))
         await self.add_cog(SettingsCommands(self, self.chat))
         await self.add_cog(Characters(self, self.chat.store))
+        await self.add_cog(Scenes(self, self.chat, self.replies))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

@@ -84,6 +84,8 @@ class Conversations(commands.Cog):
 
     def conversation_key(self, channel: object) -> str | None:
         """The store key of a channel that is a conversation: a thread the bot made or adopted, or a DM."""
+        if isinstance(channel, discord.Thread) and channel.id in self.replies.claimed:
+            return None  # a scene thread: the scenes cog answers there
         if isinstance(channel, discord.Thread) and (channel.owner_id == self._me or channel.id in self.adopted):
             return f"thread:{channel.id}"
         if isinstance(channel, discord.DMChannel):
@@ -93,6 +95,8 @@ class Conversations(commands.Cog):
     async def _find_conversation(self, channel: object) -> str | None:
         """:meth:`conversation_key`, also for a thread adopted before a restart (asks the store)."""
         key = self.conversation_key(channel)
+        if isinstance(channel, discord.Thread) and channel.id in self.replies.claimed:
+            return None
         if key is None and isinstance(channel, discord.Thread) and await self.chat.exists(f"thread:{channel.id}"):
             self.adopted.add(channel.id)
             key = f"thread:{channel.id}"
@@ -162,6 +166,8 @@ class Conversations(commands.Cog):
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
         channel = message.channel
+        if channel.id in self.replies.claimed:
+            return  # a scene thread: the scenes cog answers there
         # No await before the chat service takes the message: messages keep the order they arrived in.
         key = self.conversation_key(channel)
         mentioned = self.bot.user in message.mentions

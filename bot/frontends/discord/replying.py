@@ -61,6 +61,8 @@ class Replies:
         self._self_deleted: set[int] = set()
         """Messages the bot deleted itself (a regenerated reply that got shorter): not a person's deletion."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.claimed: set[int] = set()
+        """Threads another feature answers in (scenes): the conversations cog leaves their messages alone."""
 
     async def stop_all(self, mark: str) -> None:
         """Stop every reply in flight (shutdown): each is stored and shown with ``mark``, then the rest ends."""

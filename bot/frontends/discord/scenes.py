@@ -1,0 +1,507 @@
+"""Roleplay scenes in Discord: ``/scene start|nudge|add|remove|end`` and every message in a scene thread.
+
+A scene lives in a public thread the bot opens from an echo of the command. The thread is an ordinary conversation
+(``thread:<id>``) of the :class:`~bot.core.chat.ChatService`, so its messages are stored and ordered like any
+conversation's; only the prompt differs: :func:`bot.core.scenes.scene_dialogue` puts the card's scene sheet
+first, built from the scene as stored *when the turn is built* (so a cast change or a new person shows in the very
+next prompt). The model's script streams through :class:`~bot.core.script.ScriptParser`: each character's block
+is one message posted through the channel's one webhook (:class:`~.speakers.CharacterVoice`) under the
+character's name and avatar; a line for a person stops the generation and is never shown; a line for a name not
+in the scene is dropped. What is stored as the turn is the script of the lines shown.
+
+People join a scene by speaking in its thread (the one who started it joins at once); each is added to the stored
+scene, so the sheet's ``USER/`` lines and the stop strings follow.
+
+Nudge: ``/scene nudge character:Yoda`` answers the conversation as it stands with the prompt ending
+``ASSISTANT: Yoda:`` (the assistant turn left open, after the previous script if the last turn was the model's),
+so the model can only go on with Yoda's line; nothing is stored for the nudge itself.
+
+Avatars: a character's https ``avatar_url`` is used as is. An uploaded avatar (bytes in the store) is attached,
+as ``avatar-<character id>.<ext>``, to a message the bot posts: the echo the thread starts from (for the cast at
+``/scene start``) or the "joins the scene" message (``/scene add``). That message's id is stored with the cast
+member; the attachment's URL is read from the message when a character speaks (re-read every
+:data:`AVATAR_URL_TTL` seconds, since Discord's signed attachment URLs expire).
+
+After a restart nothing is lost: the scene threads are read from the store when the cog loads (so the
+conversations cog leaves them alone from the first message on), and each turn reads the scene from the store.
+Stop/Regenerate/Continue buttons are not offered on scene turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import logging
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.chat import Author, ChatOptions, ChatService, Reply
+from bot.core.messages import ChatMessage, Dialogue
+from bot.core.scenes import MAX_NAME_LENGTH, Scene, SceneCharacter, scene_dialogue, summary_request
+from bot.core.script import Say, ScriptEvent, ScriptParser, script_text
+from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.frontends.discord.conversations import thread_name
+from bot.frontends.discord.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
+from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.speakers import CharacterVoice, Speaker, SpokenLine
+from bot.store import Role, SceneMember, StoredCharacter, StoredMessage, StoredScene
+
+if TYPE_CHECKING:
+    from bot.frontends.discord.client import AiroborosBot
+
+_log = logging.getLogger(__name__)
+
+AVATAR_URL_TTL = 6 * 3600.0
+"""Seconds an avatar attachment's URL is reused before the message is read again (Discord's URLs expire)."""
+MESSAGE_LIMIT = 2000
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
+_UNSAFE_IN_NAME = re.compile(r"[:\r\n]+")
+
+
+class SceneError(BotError):
+    """A scene command cannot do what was asked; the text says why."""
+
+
+def scene_character(character: StoredCharacter) -> SceneCharacter:
+    """The sheet's line for a stored character: its description, then its personality and speaking style."""
+    parts = [character.description.strip(), character.personality.strip(), character.speaking_style.strip()]
+    return SceneCharacter(character.name, " ".join(part for part in parts if part) or "a character.")
+
+
+def human_name(display_name: str) -> str:
+    """A person's display name as the scene knows it: no colon or line break (the script reads ``Name:``)."""
+    cleaned = " ".join(_UNSAFE_IN_NAME.sub(" ", display_name).split())[:MAX_NAME_LENGTH].strip()
+    return cleaned or "Guest"
+
+
+def split_names(text: str) -> list[str]:
+    """``"Yoda, Homer ,yoda"`` -> ``["Yoda", "Homer"]`` (once each, whatever the case)."""
+    names: dict[str, str] = {}
+    for name in (part.strip() for part in text.split(",")):
+        if name:
+            names.setdefault(name.casefold(), name)
+    return list(names.values())
+
+
+def split_rules(text: str | None) -> tuple[str, ...] | None:
+    """Rules typed as ``rule one; rule two`` (None: the card's rules)."""
+    if text is None:
+        return None
+    return tuple(rule.strip() for rule in text.split(";") if rule.strip())
+
+
+def avatar_filename(character: StoredCharacter) -> str:
+    """The name an uploaded avatar is attached under, so its URL can be found again."""
+    return f"avatar-{character.id}.{_EXTENSIONS.get(character.avatar_type or '', 'png')}"
+
+
+def _avatar_file(character: StoredCharacter) -> discord.File | None:
+    if character.avatar_url or character.avatar is None:
+        return None
+    return discord.File(io.BytesIO(character.avatar), avatar_filename(character))
+
+
+def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Scenes(commands.Cog):
+    """Multi-character roleplay scenes in threads."""
+
+    scene = app_commands.Group(
+        name="scene", description="Roleplay scenes: characters and people together in a thread", guild_only=True
+    )
+
+    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
+        self.bot = bot
+        self.chat = chat
+        self.store = chat.store
+        self.replies = replies
+        self.voice = CharacterVoice(replies.throttles)
+        self.active: set[int] = set()
+        """Threads whose scene is going on (ended scenes' threads stay claimed but get no answer)."""
+        self._attachments: dict[int, tuple[float, dict[str, str]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def cog_load(self) -> None:
+        """Claim every scene thread before the first message arrives (scenes survive restarts)."""
+        self.replies.claimed.update(await self.store.scenes.thread_ids())
+        self.active = await self.store.scenes.thread_ids(active=True)
+
+    async def cog_unload(self) -> None:
+        """On shutdown, turns in flight stop; each is stored as far as it got."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    # -- commands --------------------------------------------------------------------------------
+
+    @scene.command(name="start")
+    @app_commands.describe(
+        characters="The server's characters who take part, separated by commas (see /character list)",
+        setting="Where and what the scene is about",
+        rules="Your own rules, separated by semicolons (default: the model card's rules)",
+    )
+    async def start_command(
+        self,
+        interaction: discord.Interaction[Any],
+        characters: app_commands.Range[str, 1, 500],
+        setting: app_commands.Range[str, 1, 1000],
+        rules: app_commands.Range[str, 1, 1000] | None = None,
+    ) -> None:
+        """Start a roleplay scene in a new thread; the characters open it."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        assert interaction.guild_id is not None  # the group is guild-only
+        channel = interaction.channel
+        if not isinstance(channel, discord.TextChannel):
+            raise SceneError("Use /scene start in a text channel: the scene opens a thread there.")
+        require(interaction.app_permissions, TO_OPEN_A_THREAD)
+        cast = await self._cast(interaction.guild_id, split_names(characters))
+        author = Author(interaction.user.id, interaction.user.display_name)
+        # Checked before anything is posted: names with a colon, a person named like a character, ...
+        Scene(tuple(scene_character(c) for c in cast), (human_name(author.name),), setting, split_rules(rules))
+        files = [file for file in (_avatar_file(c) for c in cast) if file is not None]
+        names = ", ".join(f"**{c.name}**" for c in cast)
+        echo_text = _short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
+        try:
+            echo = await channel.send(echo_text, files=files, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            raise refusal(error, "start a scene") from error
+        try:
+            thread = await echo.create_thread(name=thread_name(setting))
+        except discord.HTTPException as error:
+            with contextlib.suppress(discord.HTTPException):
+                await echo.delete()
+            raise refusal(error, "open a thread") from error
+        avatars = echo.id if files else None
+        await self.store.scenes.create(
+            thread_id=thread.id,
+            guild_id=interaction.guild_id,
+            creator_id=author.id,
+            setting=setting,
+            rules=split_rules(rules),
+            cast=[SceneMember(c.id, avatars if c.has_avatar and not c.avatar_url else None) for c in cast],
+        )
+        await self.store.scenes.add_human(thread.id, author.id, human_name(author.name))
+        self.replies.claimed.add(thread.id)
+        self.active.add(thread.id)
+        await interaction.edit_original_response(content=f"Your scene is in {thread.mention}.")
+        await self._play(thread, author, None, interaction)
+
+    @scene.command(name="nudge")
+    @app_commands.describe(character="The character who speaks next")
+    async def nudge_command(self, interaction: discord.Interaction[Any], character: str) -> None:
+        """Make a character of this scene speak next."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        thread, _ = await self._here(interaction)
+        found = await self._member(interaction, character)
+        author = Author(interaction.user.id, interaction.user.display_name)
+        if await self._play(thread, author, None, interaction, nudge=found.name):
+            await interaction.edit_original_response(content=f"{found.name} spoke.")
+
+    @scene.command(name="add")
+    @app_commands.describe(character="A character of this server to bring into the scene")
+    async def add_command(self, interaction: discord.Interaction[Any], character: str) -> None:
+        """Bring another character into this scene."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        thread, scene = await self._here(interaction)
+        found = (await self._cast(scene.guild_id, [character]))[0]
+        if any(member.character_id == found.id for member in scene.cast):
+            raise SceneError(f"{found.name} is already in this scene.")
+        file = _avatar_file(found)
+        try:
+            posted = await thread.send(
+                f"🎭 **{found.name}** joins the scene.",
+                files=[file] if file is not None else [],
+                allowed_mentions=NO_MENTIONS,
+            )
+        except discord.HTTPException as error:
+            raise refusal(error, "write in this thread") from error
+        await self.store.scenes.add_character(thread.id, found.id, avatar_message_id=posted.id if file else None)
+        await interaction.edit_original_response(content=f"{found.name} joined the scene.")
+
+    @scene.command(name="remove")
+    @app_commands.describe(character="The character who leaves the scene")
+    async def remove_command(self, interaction: discord.Interaction[Any], character: str) -> None:
+        """Take a character out of this scene."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        thread, scene = await self._here(interaction)
+        found = await self._member(interaction, character)
+        if len(scene.cast) <= 1:
+            raise SceneError(f"{found.name} is the last character of the scene; end it with /scene end instead.")
+        await self.store.scenes.remove_character(thread.id, found.id)
+        try:
+            await thread.send(f"🎭 **{found.name}** leaves the scene.", allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            raise refusal(error, "write in this thread") from error
+        await interaction.edit_original_response(content=f"{found.name} left the scene.")
+
+    @scene.command(name="end")
+    async def end_command(self, interaction: discord.Interaction[Any]) -> None:
+        """End this scene: the model sums it up and the thread is archived."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        thread, stored = await self._here(interaction)
+        if not await self.store.scenes.end(thread.id):
+            raise SceneError("This scene has already ended.")
+        self.active.discard(thread.id)
+        author = Author(interaction.user.id, interaction.user.display_name)
+        summary = ""
+        try:
+            summary = await self._summary(thread, author, stored)
+        except BotError as error:
+            _log.info("No summary for the scene in %d: %s", thread.id, error)
+        text = "🎭 **The scene ends.**" + (f"\n{summary}" if summary else "")
+        try:
+            await thread.send(_short(text), allowed_mentions=NO_MENTIONS)
+            await thread.edit(archived=True)
+        except discord.HTTPException as error:
+            raise refusal(error, "close the scene's thread") from error
+        await interaction.edit_original_response(content="The scene has ended.")
+
+    @nudge_command.autocomplete("character")
+    @remove_command.autocomplete("character")
+    @add_command.autocomplete("character")
+    async def _names(self, interaction: discord.Interaction[Any], current: str) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        wanted = current.casefold()
+        names = [c.name for c in await self.store.characters.list(interaction.guild_id) if wanted in c.name.casefold()]
+        return [app_commands.Choice(name=name, value=name) for name in names[:25]]
+
+    # -- messages --------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Every person's message in a going scene is a turn; the characters answer it."""
+        channel = message.channel
+        if message.author.bot or channel.id not in self.active or not isinstance(channel, discord.Thread):
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        assert self.bot.user is not None
+        content = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
+        if not content:
+            return  # an attachment alone, or no Message Content intent
+        # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
+        author = Author(message.author.id, message.author.display_name)
+        await self._play(channel, author, content, message, external_id=message.id)
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        """A deleted scene thread: the scene is forgotten (the conversations cog drops its lines)."""
+        if payload.thread_id in self.replies.claimed:
+            self.active.discard(payload.thread_id)
+            self.replies.claimed.discard(payload.thread_id)
+            await self.store.scenes.delete(payload.thread_id)
+
+    # -- a turn ----------------------------------------------------------------------------------
+
+    async def _play(
+        self,
+        thread: discord.Thread,
+        author: Author,
+        content: str | None,
+        source: discord.Interaction[Any] | discord.Message,
+        *,
+        external_id: int | None = None,
+        nudge: str | None = None,
+    ) -> bool:
+        """Store ``content`` (if any) and let the characters answer; every failure is reported to ``source``."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        turn = _Turn(self, thread, nudge)
+        try:
+            async with self.chat.respond(
+                f"thread:{thread.id}",
+                author,
+                content,
+                external_id=external_id,
+                guild_id=thread.guild.id,
+                channel_id=thread.id,
+                dialogue=turn.dialogue,
+            ) as reply:
+                if reply is not None:
+                    await turn.perform(reply)
+        except (BusyError, PromptError, DiscordRefusal, GenerationError) as error:
+            await report(source, error)
+            return False
+        except BotError as error:
+            await report(source, error)
+            return False
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+        return True
+
+    async def _summary(self, thread: discord.Thread, author: Author, stored: StoredScene) -> str:
+        history = await self.chat.history_of(f"thread:{thread.id}")
+        names = {h.user_id: h.name for h in stored.humans}
+        transcript = [
+            m.content if m.role == Role.ASSISTANT else f"{names.get(m.author_id or 0, m.author_name)}: {m.content}"
+            for m in history
+        ]
+        cast = [c for c in [await self.store.characters.get_by_id(m.character_id) for m in stored.cast] if c]
+        scene = Scene(tuple(scene_character(c) for c in cast), (), stored.setting, stored.rules)
+        options = await self.chat.options_for(thread.guild.id, thread.id)
+        async with self.chat.generate(author, [ChatMessage("user", summary_request(scene, transcript))], options) as r:
+            return "".join([delta async for delta in r.deltas()]).strip()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _here(self, interaction: discord.Interaction[Any]) -> tuple[discord.Thread, StoredScene]:
+        """The going scene of the thread the command was used in."""
+        channel = interaction.channel
+        scene = await self.store.scenes.get(channel.id) if isinstance(channel, discord.Thread) else None
+        if scene is None or not isinstance(channel, discord.Thread):
+            raise SceneError("Use this command inside a scene's thread (start one with /scene start).")
+        if not scene.active:
+            raise SceneError("This scene has ended; start a new one with /scene start.")
+        return channel, scene
+
+    async def _cast(self, guild_id: int, names: Sequence[str]) -> list[StoredCharacter]:
+        """The server's characters of these names; an unknown name gets the list of the server's characters."""
+        if not names:
+            raise SceneError("Name at least one character (see /character list).")
+        found = {name: await self.store.characters.get(guild_id, name) for name in names}
+        missing = [name for name, character in found.items() if character is None]
+        if missing:
+            known = [c.name for c in await self.store.characters.list(guild_id)]
+            which = ", ".join(f"“{name[:80]}”" for name in missing)
+            listing = (
+                f"This server's characters: {', '.join(known)}."
+                if known
+                else "This server has no characters yet: create one with /character create."
+            )
+            raise SceneError(_short(f"No character named {which} here. {listing}", 1900))
+        return [character for character in found.values() if character is not None]
+
+    async def _member(self, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
+        """A character of this scene's cast, by name."""
+        _, scene = await self._here(interaction)
+        found = (await self._cast(scene.guild_id, [name]))[0]
+        if not any(member.character_id == found.id for member in scene.cast):
+            raise SceneError(f"{found.name} is not in this scene; bring them in with /scene add.")
+        return found
+
+    async def speaker(self, thread: discord.Thread, character: StoredCharacter, member: SceneMember) -> Speaker:
+        """How ``character`` posts: its name, and its avatar link or the URL of its uploaded avatar."""
+        if character.avatar_url:
+            return Speaker(character.name, character.avatar_url)
+        if not character.has_avatar or member.avatar_message_id is None:
+            return Speaker(character.name)
+        urls = await self._attachment_urls(thread, member.avatar_message_id)
+        return Speaker(character.name, urls.get(avatar_filename(character)))
+
+    async def _attachment_urls(self, thread: discord.Thread, message_id: int) -> dict[str, str]:
+        cached = self._attachments.get(message_id)
+        if cached is not None and time.monotonic() - cached[0] < AVATAR_URL_TTL:
+            return cached[1]
+        # The thread's starter message (its id is the thread's) lives in the parent channel.
+        parent = thread.parent
+        where = parent if message_id == thread.id and isinstance(parent, discord.TextChannel) else thread
+        try:
+            message = await where.fetch_message(message_id)
+        except discord.HTTPException:
+            _log.info("The avatar message %d of a scene is gone; characters speak with the default avatar", message_id)
+            return {}
+        urls = {attachment.filename: attachment.url for attachment in message.attachments}
+        self._attachments[message_id] = (time.monotonic(), urls)
+        return urls
+
+
+class _Turn:
+    """One answer of a scene's characters: its prompt, built in the conversation's turn, then its lines on screen."""
+
+    def __init__(self, cog: Scenes, thread: discord.Thread, nudge: str | None) -> None:
+        self.cog = cog
+        self.thread = thread
+        self.nudge = nudge
+        self.scene: Scene | None = None
+        self.cast: dict[str, tuple[StoredCharacter, SceneMember]] = {}
+        self.lines: dict[int, SpokenLine] = {}
+
+    async def dialogue(self, history: Sequence[StoredMessage], options: ChatOptions) -> Dialogue:
+        """The scene's sheet and lines; a person who speaks for the first time joins the scene here."""
+        store = self.cog.store
+        stored = await store.scenes.get(self.thread.id)
+        if stored is None or not stored.active:
+            raise PromptError("This scene has ended; start a new one with /scene start.")
+        humans = {h.user_id: h.name for h in stored.humans}
+        for message in history:
+            if message.role == Role.USER and message.author_id is not None and message.author_id not in humans:
+                name = human_name(message.author_name or "")
+                await store.scenes.add_human(self.thread.id, message.author_id, name)
+                humans[message.author_id] = name
+        for member in stored.cast:
+            character = await store.characters.get_by_id(member.character_id)
+            if character is not None:
+                self.cast[character.name.strip()] = (character, member)
+        if not self.cast:
+            raise PromptError("This scene has no characters left; bring one in with /scene add.")
+        self.scene = Scene(
+            tuple(scene_character(c) for c, _ in self.cast.values()),
+            tuple(humans.values()),
+            stored.setting,
+            stored.rules,
+        )
+        turns = [
+            ChatMessage("user", m.content, humans.get(m.author_id or 0, m.author_name))
+            if m.role == Role.USER
+            else ChatMessage("assistant", m.content)
+            for m in history
+        ]
+        if self.nudge is not None:
+            # The prompt ends "ASSISTANT: Yoda:" (after the last script, if the model spoke last): Yoda speaks next.
+            turns.append(ChatMessage("assistant", f"{self.nudge}:"))
+        built = scene_dialogue(self.scene, turns, system=options.system)
+        return dataclasses.replace(built, continue_last=self.nudge is not None)
+
+    async def perform(self, reply: Reply) -> None:
+        """Stream the script: one character message per block; a line for a person ends the turn."""
+        assert self.scene is not None
+        parser = ScriptParser.from_scene(self.scene)
+        self.speakers = {
+            name: await self.cog.speaker(self.thread, character, member)
+            for name, (character, member) in self.cast.items()
+        }
+        complete = False
+        try:
+            if self.nudge is not None:
+                await self._show(parser.feed(f"{self.nudge}:"))
+            async with contextlib.aclosing(reply.deltas()) as deltas:
+                async for delta in deltas:
+                    await self._show(parser.feed(delta))
+                    if parser.stopped:
+                        break  # closing the stream cancels the generation
+            await self._show(parser.close())
+            complete = True
+        finally:
+            for index, line in self.lines.items():
+                try:
+                    await line.finish(parser.lines[index][1])
+                except BotError:
+                    _log.warning("A character's line could not be shown in full", exc_info=True)
+            reply.shown_in = [i for line in self.lines.values() for i in line.message_ids]
+            reply.settle(script_text(parser.lines), complete=complete and parser.stopped)
+
+    async def _show(self, events: Sequence[ScriptEvent]) -> None:
+        for event in events:
+            if not isinstance(event, Say):
+                continue  # Stop: the parser reports nothing after it
+            line = self.lines.get(event.line_index)
+            if line is None:
+                self.lines[event.line_index] = await self.cog.voice.start(
+                    self.thread, self.speakers[event.character], event.text
+                )
+            else:
+                line.update(event.text)
