@@ -7,7 +7,7 @@ import pytest
 from bot.config import AIROBOROS_SYSTEM_PROMPT
 from bot.core.messages import ChatMessage
 from bot.core.prompts import AiroborosFormat, PromptBuilder
-from bot.core.scenes import Scene, SceneCharacter, default_rules, scene_dialogue, scene_sheet
+from bot.core.scenes import Scene, SceneCharacter, default_rules, scene_dialogue, scene_sheet, summary_request
 from bot.errors import PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 
@@ -158,3 +158,13 @@ def test_invalid_scenes_are_refused(
     """Scenes the parser could not follow are refused with a short reason."""
     with pytest.raises(PromptError, match=message):
         Scene(characters, humans, GRAPES)
+
+
+def test_summary_request_is_setting_transcript_then_the_ask() -> None:
+    """The summary turn: the setting, the lines as said, then the instruction, separated by blank lines."""
+    text = summary_request(CARD_SCENE, ['Yoda: "Mmm."', "Jon: *waves*"])
+    assert text == (
+        f"Setting: {GRAPES}\n\n"
+        'Yoda: "Mmm."\nJon: *waves*\n\n'
+        "Summarize the scene above in two or three sentences, in the past tense."
+    )
