@@ -309,9 +309,9 @@ class Store:
         """Delete everything the user wrote and every conversation they own; return how many messages went.
 
         The count includes the other messages (the bot's replies) of the deleted conversations. Their sources, the
-        riddles they asked for, their quiz answers and their votes go too, and their name leaves the riddles they
-        solved. Deleted rows are overwritten on disk (``secure_delete``) and the write-ahead log is emptied, so the
-        text is really gone.
+        riddles they asked for, their quiz answers, their votes and their place in scenes go too, and their name
+        leaves the riddles they solved. Deleted rows are overwritten on disk (``secure_delete``) and the write-ahead
+        log is emptied, so the text is really gone.
         """
         async with self._use("delete your data", write=True) as db:
             written = await _changed_rows(db, "DELETE FROM messages WHERE author_id = ?", (author_id,))
@@ -330,6 +330,7 @@ class Store:
             await db.execute(
                 "UPDATE riddles SET solved_by = 0, solved_by_name = 'someone' WHERE solved_by = ?", (author_id,)
             )
+            await db.execute("DELETE FROM scene_humans WHERE user_id = ?", (author_id,))  # their name in scene sheets
         await self.quizzes.forget_user(author_id)
         await self.votes.forget_voter(author_id)
         _log.info(

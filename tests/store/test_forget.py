@@ -63,7 +63,10 @@ async def test_forget_user_reaches_sources_riddles_quizzes_and_votes(store: Stor
     await store.riddles.add(author_id=1, question="What has keys?", answer="a piano")
     solved = await store.riddles.add(author_id=2, question="What runs?", answer="a river")
     await store.riddles.solve(solved.id, 1, "one")
+    await store.scenes.create(thread_id=77, guild_id=9, creator_id=2, setting="a cafe", cast=[])
+    await store.scenes.add_human(77, 1, "one")
     await store.forget_user(1)
+    assert query(db_path, "SELECT COUNT(*) FROM scene_humans WHERE user_id = 1") == [(0,)]
     assert query(db_path, "SELECT COUNT(*) FROM sources WHERE author_id = 1") == [(0,)]
     assert query(db_path, "SELECT COUNT(*) FROM source_passages") == [(0,)]
     assert query(db_path, "SELECT COUNT(*) FROM riddles WHERE author_id = 1 OR solved_by = 1") == [(0,)]
