@@ -395,10 +395,14 @@ class ChatService:
         target: StoredMessage,
         mode: Literal["regenerate", "continue"],
         options: ChatOptions = ChatOptions(),
+        *,
+        dialogue: DialogueBuilder | None = None,
     ) -> AsyncIterator[Reply]:
         """Regenerate or continue ``target``, which must still be the conversation's latest message.
 
-        The reply is completed in place: Regenerate replaces ``target``, Continue extends it.
+        The reply is completed in place: Regenerate replaces ``target``, Continue extends it. ``dialogue`` builds
+        the prompt as for :meth:`respond` (a scene's turn), from the history before ``target`` (with ``target`` last
+        for Continue, whose open ending the built :class:`Dialogue` then has to ask for).
         """
         variant = self.engine.variant(options.variant)
         async with self._lane(key) as lane, lane.reply, AsyncExitStack() as stack:
@@ -412,7 +416,10 @@ class ChatService:
                     if target.status not in (MessageStatus.OK, MessageStatus.PARTIAL) or not target.content:
                         raise PromptError("There is no reply text to continue.")
                     history.append(target)
-                prompt = self._prompt(variant, history, options, continue_last=mode == "continue")
+                if dialogue is None:
+                    prompt = self._prompt(variant, history, options, continue_last=mode == "continue")
+                else:
+                    prompt = await self._built(variant, history, options, dialogue)
                 ticket = await stack.enter_async_context(
                     variant.scheduler.submit(str(author.id), prompt, self.params(options))
                 )

@@ -22,7 +22,7 @@ from bot.frontends.discord.scenes import Scenes
 from bot.frontends.discord.settings import SettingsCommands
 from bot.frontends.discord.skills import GuessButton, Skills
 from bot.frontends.discord.sources import Sources
-from bot.frontends.discord.views import ReplyButton
+from bot.frontends.discord.views import ReplyButton, SceneButton
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Compare(self.chat, self.replies.throttles))
         await self.add_cog(SettingsCommands(self, self.chat))
         await self.add_cog(Characters(self, self.chat.store))
+        self.add_dynamic_items(SceneButton)
         await self.add_cog(Scenes(self, self.chat, self.replies))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:

@@ -75,6 +75,10 @@ class Replies:
             if waiting:
                 await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE)
 
+    def deleting(self, message_id: int) -> None:
+        """The bot itself is deleting ``message_id`` (a regenerated scene turn's line): not a person's deletion."""
+        self._self_deleted.add(message_id)
+
     def deleted(self, message_id: int) -> bool:
         """A message was deleted: stops the reply it showed, if one was streaming; True if the bot knew it."""
         if message_id in self._self_deleted:

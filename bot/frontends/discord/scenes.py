@@ -24,7 +24,16 @@ member; the attachment's URL is read from the message when a character speaks (r
 
 After a restart nothing is lost: the scene threads are read from the store when the cog loads (so the
 conversations cog leaves them alone from the first message on), and each turn reads the scene from the store.
-Stop/Regenerate/Continue buttons are not offered on scene turns.
+
+Buttons: webhook messages cannot carry the bot's buttons, so each turn is headed by a small bot message, "🎭",
+posted before the characters' lines (Discord cannot put a message above others later, and the header is there from
+the start, so Stop works at once). While the turn streams it offers **Stop** (the person whose message or command
+started the turn, or anyone with Manage Messages): the lines shown so far stay and are stored (``partial``), and
+the header reads "🎭 *(stopped)*". Once the turn is stored it offers **Regenerate**; a newer turn takes the buttons
+off the previous header. The header's id is stored with the turn's character messages (its message links), so
+"the latest turn" is read from the store and the buttons work after a restart; deleting the header, like deleting
+any of the turn's messages, takes the turn out of the history. Regenerate deletes the turn's character messages
+and plays the turn again through :meth:`ChatService.redo` with the scene's dialogue, under the same header.
 """
 
 from __future__ import annotations
@@ -50,8 +59,10 @@ from bot.core.script import Say, ScriptEvent, ScriptParser, script_text
 from bot.errors import BotError, BusyError, GenerationError, PromptError
 from bot.frontends.discord.conversations import thread_name
 from bot.frontends.discord.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
+from bot.frontends.discord.rendering import STOPPED_MARK
 from bot.frontends.discord.replying import Replies
 from bot.frontends.discord.speakers import CharacterVoice, Speaker, SpokenLine
+from bot.frontends.discord.views import SceneAction, scene_view
 from bot.store import Role, SceneMember, StoredCharacter, StoredMessage, StoredScene
 
 if TYPE_CHECKING:
@@ -62,6 +73,8 @@ _log = logging.getLogger(__name__)
 AVATAR_URL_TTL = 6 * 3600.0
 """Seconds an avatar attachment's URL is reused before the message is read again (Discord's URLs expire)."""
 MESSAGE_LIMIT = 2000
+HEADER = "🎭"
+"""The bot's message that heads each turn and carries its buttons."""
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 _UNSAFE_IN_NAME = re.compile(r"[:\r\n]+")
 
@@ -130,6 +143,10 @@ class Scenes(commands.Cog):
         """Threads whose scene is going on (ended scenes' threads stay claimed but get no answer)."""
         self._attachments: dict[int, tuple[float, dict[str, str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.turns: dict[int, _Turn] = {}
+        """The turn streaming in each scene thread (for Stop)."""
+        self._pressed: set[int] = set()
+        """Scene threads with a Regenerate press being handled."""
 
     async def cog_load(self) -> None:
         """Claim every scene thread before the first message arrives (scenes survive restarts)."""
@@ -319,7 +336,7 @@ class Scenes(commands.Cog):
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        turn = _Turn(self, thread, nudge)
+        turn = _Turn(self, thread, nudge, owner=author.id)
         try:
             async with self.chat.respond(
                 f"thread:{thread.id}",
@@ -339,9 +356,65 @@ class Scenes(commands.Cog):
             await report(source, error)
             return False
         finally:
+            await turn.close()
             if task is not None:
                 self._tasks.discard(task)
         return True
+
+    # -- buttons ---------------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_scene_button(self, interaction: discord.Interaction[Any], action: SceneAction, thread_id: int) -> None:
+        """Stop or Regenerate the turn whose header's button was pressed (sent by the buttons as an event)."""
+        if action == "stop":
+            await self._stop(interaction, thread_id)
+        else:
+            await self._regenerate(interaction, thread_id)
+
+    async def _stop(self, interaction: discord.Interaction[Any], thread_id: int) -> None:
+        turn = self.turns.get(thread_id)
+        message = interaction.message
+        if turn is None or turn.header is None or message is None or message.id != turn.header.id:
+            await report(interaction, DiscordRefusal("That turn has already finished."))
+            return
+        if interaction.user.id != turn.owner and not interaction.permissions.manage_messages:
+            refused = "Only the person who started this turn, or a moderator, can stop it."
+            await report(interaction, DiscordRefusal(refused))
+            return
+        await interaction.response.defer()
+        turn.stop()
+
+    async def _regenerate(self, interaction: discord.Interaction[Any], thread_id: int) -> None:
+        thread, message = interaction.channel, interaction.message
+        if not isinstance(thread, discord.Thread) or thread.id != thread_id or message is None:
+            await report(interaction, DiscordRefusal("This scene is no longer available."))
+            return
+        key = f"thread:{thread_id}"
+        # Checked and marked before any await: a second press is refused, not queued.
+        if thread_id in self._pressed or self.chat.replying(key):
+            await report(interaction, DiscordRefusal("Wait for the current turn to finish (or press Stop)."))
+            return
+        self._pressed.add(thread_id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        author = Author(interaction.user.id, interaction.user.display_name)
+        turn = _Turn(self, thread, None, owner=author.id, header=message)
+        try:
+            await interaction.response.defer()
+            target = await self.chat.find(message.id)
+            if target is None:
+                raise SceneError("This turn is no longer part of the scene.")
+            options = await self.chat.options_for(thread.guild.id, thread.id)
+            async with self.chat.redo(key, author, target, "regenerate", options, dialogue=turn.dialogue) as reply:
+                await turn.perform(reply)
+        except BotError as error:
+            await report(interaction, error)
+        finally:
+            await turn.close()
+            self._pressed.discard(thread_id)
+            if task is not None:
+                self._tasks.discard(task)
 
     async def _summary(self, thread: discord.Thread, author: Author, stored: StoredScene) -> str:
         history = await self.chat.history_of(f"thread:{thread.id}")
@@ -422,10 +495,25 @@ class Scenes(commands.Cog):
 class _Turn:
     """One answer of a scene's characters: its prompt, built in the conversation's turn, then its lines on screen."""
 
-    def __init__(self, cog: Scenes, thread: discord.Thread, nudge: str | None) -> None:
+    def __init__(
+        self,
+        cog: Scenes,
+        thread: discord.Thread,
+        nudge: str | None,
+        *,
+        owner: int,
+        header: discord.Message | None = None,
+    ) -> None:
         self.cog = cog
         self.thread = thread
         self.nudge = nudge
+        self.owner = owner
+        """Who started the turn (may press Stop)."""
+        self.header: discord.Message | discord.PartialMessage | None = header
+        """The bot's 🎭 message heading the turn (given for Regenerate: the turn is played again under it)."""
+        self.opened = False
+        self.stopped = False
+        self._consumer: asyncio.Task[None] | None = None
         self.scene: Scene | None = None
         self.cast: dict[str, tuple[StoredCharacter, SceneMember]] = {}
         self.lines: dict[int, SpokenLine] = {}
@@ -474,25 +562,82 @@ class _Turn:
             name: await self.cog.speaker(self.thread, character, member)
             for name, (character, member) in self.cast.items()
         }
+        earlier = [i for i in reply.shown_in if self.header is None or i != self.header.id]
+        await self._open(reply)
+        if earlier:  # Regenerate: the turn's old lines go (the bot's own deletion: the history keeps the turn)
+            for message_id in earlier:
+                self.cog.replies.deleting(message_id)
+            await self.cog.voice.remove(self.thread, earlier)
         complete = False
         try:
             if self.nudge is not None:
                 await self._show(parser.feed(f"{self.nudge}:"))
-            async with contextlib.aclosing(reply.deltas()) as deltas:
-                async for delta in deltas:
-                    await self._show(parser.feed(delta))
-                    if parser.stopped:
-                        break  # closing the stream cancels the generation
-            await self._show(parser.close())
-            complete = True
+            self._consumer = asyncio.create_task(self._consume(reply, parser))
+            try:
+                await self._consumer
+            except asyncio.CancelledError:
+                # Stop cancelled the reading only; a shutdown cancels this task itself and must go on.
+                current = asyncio.current_task()
+                if not self.stopped or (current is not None and current.cancelling()):
+                    raise
+            if not self.stopped:
+                await self._show(parser.close())
+                complete = True
         finally:
             for index, line in self.lines.items():
                 try:
                     await line.finish(parser.lines[index][1])
                 except BotError:
                     _log.warning("A character's line could not be shown in full", exc_info=True)
-            reply.shown_in = [i for line in self.lines.values() for i in line.message_ids]
+            header = [self.header.id] if self.header is not None else []
+            reply.shown_in = header + [i for line in self.lines.values() for i in line.message_ids]
             reply.settle(script_text(parser.lines), complete=complete and parser.stopped)
+
+    async def _consume(self, reply: Reply, parser: ScriptParser) -> None:
+        async with contextlib.aclosing(reply.deltas()) as deltas:
+            async for delta in deltas:
+                await self._show(parser.feed(delta))
+                if parser.stopped:
+                    break  # closing the stream cancels the generation
+
+    def stop(self) -> None:
+        """Stop the generation (the Stop button): the lines shown so far stay and are stored."""
+        self.stopped = True
+        if self._consumer is not None:
+            self._consumer.cancel()
+
+    async def _open(self, reply: Reply) -> None:
+        """Head the turn with its 🎭 message offering Stop (for Regenerate: the same header, edited)."""
+        self.opened = True
+        self.cog.turns[self.thread.id] = self
+        view = scene_view(self.thread.id, streaming=True)
+        throttle = self.cog.replies.throttles(self.thread.id)
+        if self.header is not None:
+            with contextlib.suppress(discord.HTTPException):
+                async with throttle:
+                    await self.header.edit(content=HEADER, view=view)
+            return
+        earlier = await self.cog.chat.earlier_reply(reply)
+        if earlier:  # only the latest turn keeps its buttons (a turn from before headers: the edit is refused)
+            with contextlib.suppress(discord.HTTPException):
+                async with throttle:
+                    await self.thread.get_partial_message(earlier[0]).edit(view=None)
+        try:
+            async with throttle:
+                self.header = await self.thread.send(HEADER, view=view, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            raise refusal(error, "write in this thread") from error
+
+    async def close(self) -> None:
+        """Once the turn is stored (or failed): its header offers Regenerate, marked if the turn was stopped."""
+        if self.cog.turns.get(self.thread.id) is self:
+            del self.cog.turns[self.thread.id]
+        if not self.opened or self.header is None:
+            return
+        content = f"{HEADER} {STOPPED_MARK}" if self.stopped else HEADER
+        with contextlib.suppress(discord.HTTPException):
+            async with self.cog.replies.throttles(self.thread.id):
+                await self.header.edit(content=content, view=scene_view(self.thread.id, streaming=False))
 
     async def _show(self, events: Sequence[ScriptEvent]) -> None:
         for event in events:

@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -186,6 +187,18 @@ class CharacterVoice:
         line = await self.start(place, speaker, text)
         await line.finish(text)
         return line
+
+    async def remove(self, place: Place, message_ids: Sequence[int]) -> None:
+        """Delete messages of lines posted before (a regenerated turn's); one already gone or refused is skipped."""
+        parent = await _parent(place)
+        webhook: discord.Webhook | None = None
+        with contextlib.suppress(_NoWebhook, discord.HTTPException):
+            webhook = await self._webhook(parent)
+        line = SpokenLine(self, place, parent, Speaker(""), webhook=webhook, notice=None)
+        for message_id in message_ids:
+            with contextlib.suppress(discord.HTTPException):
+                async with line.channel_throttle:
+                    await self.delete(line, message_id)
 
     # -- the webhook of each channel ---------------------------------------------------------
 

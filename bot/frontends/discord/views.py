@@ -52,3 +52,35 @@ def reply_view(owner: int, *, streaming: bool) -> discord.ui.View:
     view.add_item(ReplyButton("regenerate", owner, disabled=streaming))
     view.add_item(ReplyButton("continue", owner, disabled=streaming))
     return view
+
+
+SceneAction = Literal["stop", "regenerate"]
+
+
+class SceneButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"airoboros:scene:(?P<action>stop|regenerate):(?P<thread>\d+)",
+):
+    """A scene turn's button, on the bot's 🎭 message that heads the turn; dispatched as ``scene_button``."""
+
+    def __init__(self, action: SceneAction, thread_id: int) -> None:
+        label, style = _LABELS[action]
+        super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"airoboros:scene:{action}:{thread_id}"))
+        self.action: SceneAction = action
+        self.thread_id = thread_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> SceneButton:
+        return cls(cast(SceneAction, match["action"]), int(match["thread"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        interaction.client.dispatch("scene_button", interaction, self.action, self.thread_id)
+
+
+def scene_view(thread_id: int, *, streaming: bool) -> discord.ui.View:
+    """Stop while the turn streams; Regenerate once it has ended."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(SceneButton("stop" if streaming else "regenerate", thread_id))
+    return view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 
 from bot.config import Config, ModelConfig
+from bot.frontends.discord.rendering import STOPPED_MARK
+from bot.frontends.discord.scenes import HEADER
 from bot.frontends.discord.speakers import NO_WEBHOOK_PERMISSION
 from bot.inference.types import Prompt
 from bot.store import MessageStatus, Role, StoredCharacter
@@ -77,7 +80,34 @@ async def start(fake: FakeDiscord, backend: ScriptedBackend, **options: str) -> 
     await fake.invoke_slash("scene start", {"characters": "Yoda, homer", "setting": SETTING, **options})
     thread = await first_thread(fake)
     await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"'])
+    await stored(fake, thread.id)
     return thread
+
+
+async def stored(fake: FakeDiscord, thread_id: int) -> dict[str, Any]:
+    """Wait until the latest turn is stored: its header offers Regenerate; returns the header."""
+    await fake.wait_for(lambda: headers(fake, thread_id) or None, timeout=20)
+    return await offering(fake, headers(fake, thread_id)[-1]["id"], f"airoboros:scene:regenerate:{thread_id}")
+
+
+def custom_ids(message: dict[str, Any]) -> list[str]:
+    """The custom ids of a message's buttons."""
+    return [c["custom_id"] for row in message.get("components") or [] for c in row.get("components", [])]
+
+
+def headers(fake: FakeDiscord, thread_id: int) -> list[dict[str, Any]]:
+    """The bot's 🎭 messages heading the turns."""
+    return [m for m in fake.messages_in(thread_id) if m["content"] in (HEADER, f"{HEADER} {STOPPED_MARK}")]
+
+
+async def offering(fake: FakeDiscord, message_id: int, custom_id: str) -> dict[str, Any]:
+    """Wait until the message offers exactly the button ``custom_id``."""
+
+    def done() -> dict[str, Any] | None:
+        message = fake.message(message_id)
+        return message if custom_ids(message) == [custom_id] else None
+
+    return await fake.wait_for(done, timeout=20)
 
 
 async def stored_turns(running: Running, thread_id: int) -> list[tuple[Role, str, MessageStatus]]:
@@ -130,8 +160,9 @@ async def test_two_people_join_and_the_sheet_names_both(
     assert backend.prompts[-1].stop == ("USER:", "\nAlice:", "\nBob:")
     scene = await running.store.scenes.get(thread.id)
     assert scene is not None and [h.name for h in scene.humans] == ["Alice", "Bob"]
-    # Only the scene answers in its thread: no plain conversation reply (no buttons) from the conversations cog.
-    assert not any(m.get("components") for m in fake.messages_in(thread.id))
+    # Only the scene answers in its thread: no plain conversation reply (its buttons) from the conversations cog.
+    ids = [i for m in fake.messages_in(thread.id) for i in custom_ids(m)]
+    assert ids and all(i.startswith("airoboros:scene:") for i in ids)
 
 
 async def test_a_line_for_a_person_is_never_posted_and_ends_the_turn(
@@ -158,6 +189,7 @@ async def test_nudge_makes_the_character_speak_next(
     backend.script = lambda prompt: ' "Mmm... donuts."'
     await fake.invoke_slash("scene nudge", {"character": "Homer"}, channel_id=thread.id)
     await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Mmm... donuts."'])
+    await stored(fake, thread.id)
     assert backend.prompts[-1].text.endswith(f"ASSISTANT: {OPENING}\nHomer:")
     assert lines_in(fake, thread.id)[-1]["author"]["username"] == "Homer"
     turns = await stored_turns(running, thread.id)
@@ -227,7 +259,7 @@ async def test_without_manage_webhooks_lines_come_with_bold_names(
     backend.script = lambda prompt: OPENING
     await fake.invoke_slash("scene start", {"characters": "Yoda, Homer", "setting": SETTING})
     thread = await first_thread(fake)
-    expected = [NO_WEBHOOK_PERMISSION, '**Yoda:** "Mmm, grapes."', '**Homer:** "Woo-hoo!"']
+    expected = [HEADER, NO_WEBHOOK_PERMISSION, '**Yoda:** "Mmm, grapes."', '**Homer:** "Woo-hoo!"']
 
     def done() -> list[str] | None:
         texts = [m["content"] for m in fake.messages_in(thread.id)]
@@ -235,3 +267,95 @@ async def test_without_manage_webhooks_lines_come_with_bold_names(
 
     await fake.wait_for(done, timeout=20)
     assert fake.webhooks == []
+
+
+async def test_stop_keeps_the_lines_shown_and_stops_the_model(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """Stop on a long turn's header (only by whoever started it): the lines shown stay and are stored as partial."""
+    await cast(running)
+    thread = await start(fake, backend)
+    backend.script = lambda prompt: 'Yoda: "' + " ".join(f"w{i}" for i in range(300)) + '"'
+    backend.delay = 0.05
+    await fake.send_message(thread.id, fake.alice, "Tell me everything.")
+    stop = f"airoboros:scene:stop:{thread.id}"
+    await fake.wait_for(lambda: len(headers(fake, thread.id)) == 2 or None, timeout=20)
+    header = await offering(fake, headers(fake, thread.id)[-1]["id"], stop)
+    await fake.wait_for(
+        lambda: (len(lines_in(fake, thread.id)) == 3 and "w3" in lines_in(fake, thread.id)[-1]["content"]) or None,
+        timeout=20,
+    )
+    carol = fake.add_member(fake.guild, "carol")
+    refused = await fake.click_button(header["id"], stop, user=carol)
+    assert (await refused.wait_callback())["data"]["flags"] & 64
+    await (await fake.click_button(header["id"], stop, user=fake.alice)).wait_callback()
+    await offering(fake, header["id"], f"airoboros:scene:regenerate:{thread.id}")
+    assert fake.message(header["id"])["content"] == f"{HEADER} {STOPPED_MARK}"
+    assert backend.active == 0
+    role, content, status = (await stored_turns(running, thread.id))[-1]
+    shown = lines_in(fake, thread.id)[-1]["content"]
+    assert (role, status) == (Role.ASSISTANT, MessageStatus.PARTIAL)
+    assert content == f"Yoda: {shown}" and "w3" in content and "w299" not in content
+
+
+async def test_regenerate_replaces_all_the_turns_lines(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """Regenerate deletes the turn's character messages, posts new ones under the same header, stores one turn."""
+    await cast(running)
+    thread = await start(fake, backend)
+    old = {m["id"] for m in lines_in(fake, thread.id)}
+    (header,) = headers(fake, thread.id)
+    regenerate = f"airoboros:scene:regenerate:{thread.id}"
+    backend.script = lambda prompt: 'Homer: "Doh!"\nYoda: "Hmm."'
+    await fake.click_button(header["id"], regenerate, user=fake.bob)
+    new = await lines_reading(fake, thread.id, ['"Doh!"', '"Hmm."'])
+    await offering(fake, header["id"], regenerate)
+    assert not old & {m["id"] for m in new} and len(headers(fake, thread.id)) == 1
+    assert backend.prompts[-1].text == backend.prompts[0].text  # the scene's prompt again
+    assert await stored_turns(running, thread.id) == [(Role.ASSISTANT, 'Homer: "Doh!"\nYoda: "Hmm."', MessageStatus.OK)]
+    turn = await running.store.message_by_external_id(int(header["id"]))
+    assert turn is not None
+    assert await running.store.external_ids(turn.id) == [int(header["id"])] + [int(m["id"]) for m in new]
+
+
+async def test_regenerate_on_an_older_turn_is_refused(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """An older turn's Regenerate (its buttons not taken off) is refused from the store; nothing changes."""
+    await cast(running)
+    thread = await start(fake, backend)
+    (first,) = headers(fake, thread.id)
+    regenerate = f"airoboros:scene:regenerate:{thread.id}"
+    await offering(fake, first["id"], regenerate)
+    fake.fail_next("PATCH", rf"/channels/{thread.id}/messages/{first['id']}", 403, code=50013, message="Missing")
+    backend.script = lambda prompt: 'Yoda: "Late, you are."'
+    await fake.send_message(thread.id, fake.alice, "Sorry I'm late!")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Late, you are."'])
+    await offering(fake, headers(fake, thread.id)[-1]["id"], regenerate)
+    prompts = len(backend.prompts)
+    handle = await fake.click_button(first["id"], regenerate, user=fake.alice)
+    (answer,) = await handle.wait_followups(timeout=10)
+    assert "latest" in answer["content"] and answer["flags"] & 64
+    assert [m["content"] for m in lines_in(fake, thread.id)] == ['"Mmm, grapes."', '"Woo-hoo!"', '"Late, you are."']
+    assert len(backend.prompts) == prompts and len(await stored_turns(running, thread.id)) == 3
+
+
+async def test_a_second_regenerate_press_is_refused(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """Two Regenerate presses at once: one plays the turn again, the other is told to wait."""
+    await cast(running)
+    thread = await start(fake, backend)
+    (header,) = headers(fake, thread.id)
+    regenerate = f"airoboros:scene:regenerate:{thread.id}"
+    backend.script = lambda prompt: 'Yoda: "Again, we play."'
+    presses = await asyncio.gather(
+        *(fake.click_button(header["id"], regenerate, user=u) for u in (fake.alice, fake.bob))
+    )
+    callbacks = [await press.wait_callback() for press in presses]
+    refusals = [c for c in callbacks if c["type"] == 4]
+    assert len(refusals) == 1 and refusals[0]["data"]["flags"] & 64 and "Wait" in refusals[0]["data"]["content"]
+    await lines_reading(fake, thread.id, ['"Again, we play."'])
+    await offering(fake, header["id"], regenerate)
+    assert len(backend.prompts) == 2
