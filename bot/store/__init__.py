@@ -11,6 +11,7 @@ The schema lives in ``_migrations.py``; to change it, append a migration there.
 
 from ._characters import CharacterNameTaken, StoredCharacter
 from ._models import Conversation, MessageStatus, Role, StoredMessage
+from ._privacy import Purged, UserData
 from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
 from ._scenes import SceneHuman, SceneMember, StoredScene
@@ -27,6 +28,7 @@ __all__ = [
     "Comparison",
     "Conversation",
     "MessageStatus",
+    "Purged",
     "Quiz",
     "QuizAnswer",
     "QuizScore",
@@ -41,6 +43,7 @@ __all__ = [
     "StoredScene",
     "StoredSettings",
     "StoredSource",
+    "UserData",
     "VoteChoice",
     "VoteCount",
     "VoteOutcome",

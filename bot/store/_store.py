@@ -29,6 +29,7 @@ from ._models import (
     conversation_from_row,
     message_from_row,
 )
+from ._privacy import Privacy
 from ._quizzes import Quizzes
 from ._riddles import Riddles
 from ._scenes import Scenes
@@ -72,6 +73,7 @@ class Store:
         self.settings = SettingsTable(self)
         self.characters = Characters(self)
         self.scenes = Scenes(self)
+        self.privacy = Privacy(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:
@@ -306,38 +308,12 @@ class Store:
             return await _changed_rows(db, "DELETE FROM conversations WHERE key = ?", (key,)) > 0
 
     async def forget_user(self, author_id: int) -> int:
-        """Delete everything the user wrote and every conversation they own; return how many messages went.
+        """Delete what the store holds about the user (see `Privacy.forget`); return how many messages went.
 
-        The count includes the other messages (the bot's replies) of the deleted conversations. Their sources, the
-        riddles they asked for, their quiz answers, their votes and their place in scenes go too, and their name
-        leaves the riddles they solved. Deleted rows are overwritten on disk (``secure_delete``) and the write-ahead
-        log is emptied, so the text is really gone.
+        The count includes the bot's replies that went with them and every message of their conversations that
+        nobody else wrote in.
         """
-        async with self._use("delete your data", write=True) as db:
-            written = await _changed_rows(db, "DELETE FROM messages WHERE author_id = ?", (author_id,))
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT COUNT(*) FROM messages"
-                    " WHERE conversation_id IN (SELECT id FROM conversations WHERE owner_id = ?)",
-                    (author_id,),
-                )
-            )
-            in_owned = int(rows[0][0])
-            # The conversations' remaining messages go with them through ON DELETE CASCADE.
-            conversations = await _changed_rows(db, "DELETE FROM conversations WHERE owner_id = ?", (author_id,))
-            await db.execute("DELETE FROM sources WHERE author_id = ?", (author_id,))  # passages: by trigger
-            await db.execute("DELETE FROM riddles WHERE author_id = ?", (author_id,))
-            await db.execute(
-                "UPDATE riddles SET solved_by = 0, solved_by_name = 'someone' WHERE solved_by = ?", (author_id,)
-            )
-            await db.execute("DELETE FROM scene_humans WHERE user_id = ?", (author_id,))  # their name in scene sheets
-        await self.quizzes.forget_user(author_id)
-        await self.votes.forget_voter(author_id)
-        _log.info(
-            "Forgot user %d: deleted %d messages and %d conversations", author_id, written + in_owned, conversations
-        )
-        await self._truncate_wal()
-        return written + in_owned
+        return (await self.privacy.forget(author_id)).messages
 
     async def _truncate_wal(self) -> None:
         """Copy the write-ahead log into the database file and empty it, so no old page survives in the log."""
