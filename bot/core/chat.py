@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -511,6 +511,19 @@ class ChatService:
     async def drop_conversation(self, key: str) -> bool:
         """The place of a conversation is gone (a deleted thread): forget it entirely."""
         return await self.store.delete_conversation(key)
+
+    @asynccontextmanager
+    async def quiet(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        """Wait until no reply runs in any of the conversations ``keys``, and keep new work out of them inside.
+
+        Lanes are taken in sorted order and every other task holds one lane at a time, so this cannot deadlock.
+        """
+        async with AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                lane = await stack.enter_async_context(self._lane(key))
+                await stack.enter_async_context(lane.reply)
+                await stack.enter_async_context(lane.record)
+            yield
 
     async def reset(self, key: str) -> int:
         """Forget the history of conversation ``key`` (after the reply in flight); returns how many messages went."""

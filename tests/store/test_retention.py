@@ -35,7 +35,11 @@ async def test_purge_keeps_a_conversation_with_one_recent_message_whole(store: S
     """An old conversation someone wrote in yesterday keeps all its messages, the old ones included."""
     await _conversation(store, db_path, "thread:5", 90, 60, 1)
     assert await store.privacy.purge_older_than(time.time() - 30 * DAY) == Purged(0, 0, 0)
-    assert query(db_path, "SELECT content FROM messages ORDER BY id") == [("thread:5-0",), ("thread:5-1",), ("thread:5-2",)]
+    assert query(db_path, "SELECT content FROM messages ORDER BY id") == [
+        ("thread:5-0",),
+        ("thread:5-1",),
+        ("thread:5-2",),
+    ]
 
 
 async def test_purge_deletes_only_the_old_conversations(store: Store, db_path: Path) -> None:
