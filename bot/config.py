@@ -131,6 +131,8 @@ class StorageConfig(_Section):
     path: str = "bot.sqlite3"
     history_messages: Annotated[int, Field(gt=0)] = 200
     """How many recent messages are read to build a prompt (the token budget trims further)."""
+    retention_days: Annotated[int, Field(ge=0)] = 0
+    """Delete conversations whose last message is older than this many days (checked hourly); 0 keeps them forever."""
 
 
 class DiscordConfig(_Section):

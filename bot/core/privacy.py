@@ -42,10 +42,11 @@ class ExportTooLargeError(BotError):
 
 @dataclass(frozen=True, slots=True)
 class ExportFile:
-    """An exported history: the file's name and bytes (UTF-8)."""
+    """An exported history: the file's name, its bytes (UTF-8) and how many messages it holds."""
 
     filename: str
     data: bytes
+    messages: int
 
 
 async def forget_user(chat: ChatService, user_id: int) -> UserData:
@@ -143,4 +144,4 @@ class HistoryExport:
             after = page[-1].id
         text = json_export(key, messages, now) if fmt == "json" else markdown_export(key, messages, now)
         place = key.rsplit(":", 1)[-1]  # the thread's or DM channel's id, as Discord shows it
-        return ExportFile(f"conversation-{place}.{_EXTENSIONS[fmt]}", text.encode())
+        return ExportFile(f"conversation-{place}.{_EXTENSIONS[fmt]}", text.encode(), len(messages))

@@ -15,6 +15,7 @@ from bot.frontends.discord.characters import Characters
 from bot.frontends.discord.compare import Compare, VoteButton
 from bot.frontends.discord.conversations import Conversations
 from bot.frontends.discord.feedback import report
+from bot.frontends.discord.privacy import ForgetButton, Privacy
 from bot.frontends.discord.quiz import QuizButton, QuizCog
 from bot.frontends.discord.ratelimit import GlobalRateLimit
 from bot.frontends.discord.replying import Replies
@@ -74,6 +75,8 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Characters(self, self.chat.store))
         self.add_dynamic_items(SceneButton)
         await self.add_cog(Scenes(self, self.chat, self.replies))
+        self.add_dynamic_items(ForgetButton)
+        await self.add_cog(Privacy(self, self.chat, self.replies))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

@@ -56,6 +56,8 @@ class Replies:
         self.throttles = ChannelThrottles()
         self.in_flight: dict[str, ReplyRenderer] = {}
         """The reply in flight of each conversation (one at most: the chat service serializes them)."""
+        self.asked_by: dict[str, int] = {}
+        """Who asked for the reply in flight of each conversation (``/forget-me`` stops theirs)."""
         self._pressed: set[str] = set()
         """Conversations with a Regenerate or Continue press being handled."""
         self._self_deleted: set[int] = set()
@@ -94,6 +96,13 @@ class Replies:
         renderer = self.in_flight.get(key)
         if renderer is not None:
             renderer.abandon()
+
+    def stop_asked_by(self, user_id: int) -> int:
+        """Stop every reply in flight that ``user_id`` asked for (they are deleting their data); returns how many."""
+        keys = [key for key, asker in self.asked_by.items() if asker == user_id and key in self.in_flight]
+        for key in keys:
+            self.in_flight[key].stop()
+        return len(keys)
 
     def spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background, kept until done, failures logged."""
@@ -216,6 +225,7 @@ class Replies:
             on_delete=self._self_deleted.add,
         )
         self.in_flight[key] = renderer
+        self.asked_by[key] = owner
         shown.append(_Shown(reply, renderer, key, earlier))
         if continuing:
             await self._retire_buttons(channel, earlier)
@@ -238,6 +248,7 @@ class Replies:
         finally:
             if self.in_flight.get(shown.key) is renderer:
                 del self.in_flight[shown.key]
+                self.asked_by.pop(shown.key, None)
         try:
             if renderer.gone:
                 await self.chat.discard(reply)
