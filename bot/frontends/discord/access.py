@@ -6,9 +6,9 @@ sliding 60-second window. It is wired in three places, so no feature can forget 
 
 - slash commands, context menus and autocomplete: :class:`AccessTree`, the bot's command tree, whose
   ``interaction_check`` runs before any command;
-- persistent buttons: :meth:`AiroborosBot.add_dynamic_items` registers each button class through
-  :meth:`Access.gate_item`, whose ``interaction_check`` runs before the button's callback. Forms (modals) and
-  short-lived views only ever open in answer to a command or button that passed the gate;
+- persistent buttons: each inherits :class:`AccessChecked`, whose ``interaction_check`` runs before the
+  button's callback (:meth:`AiroborosBot.add_dynamic_items` refuses a button class without it). Forms (modals)
+  and short-lived views only ever open in answer to a command or button that passed the gate;
 - messages: the ``on_message`` listeners call :meth:`Access.serves` (silence when refused: a channel is never
   spammed) and, before a message reaches the model, :meth:`Access.rate` (one short reply per window).
 
@@ -22,10 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -33,7 +32,6 @@ from discord.ext import commands
 
 from bot.config import AccessConfig
 from bot.frontends.discord.feedback import DiscordRefusal, report
-from bot.frontends.discord.views import ReplyButton, SceneButton
 
 if TYPE_CHECKING:
     from bot.frontends.discord.client import AiroborosBot
@@ -69,8 +67,6 @@ SCENES_AGE_RESTRICTED = "Scenes can only start in age-restricted channels here."
 
 PRUNE_EVERY = 1024
 """Hits (and remembered refusals) between two clean-ups of people no longer active: memory stays bounded."""
-
-ItemT = TypeVar("ItemT", bound=type[discord.ui.DynamicItem[Any]])
 
 
 class RateLimited(DiscordRefusal):
@@ -216,23 +212,21 @@ class Access:
             await report(interaction, refused)
         return False
 
-    def gate_item(self, cls: ItemT) -> ItemT:
-        """``cls`` (a persistent button) with this gate in its ``interaction_check``; Regenerate and Continue count
-        against the rate limit."""
-        access = self
-        base_check = cls.interaction_check
 
-        async def interaction_check(item: discord.ui.DynamicItem[Any], interaction: discord.Interaction[Any]) -> bool:
-            costly = isinstance(item, ReplyButton | SceneButton) and item.action != "stop"
-            if not await access.check_interaction(interaction, costly=costly):
-                return False
-            return await base_check(item, interaction)
+class AccessChecked:
+    """Mixin for every persistent button (put it before ``discord.ui.DynamicItem``): the press passes the gate.
 
-        def body(namespace: dict[str, Any]) -> None:
-            namespace.update(interaction_check=interaction_check, __doc__=cls.__doc__, __module__=cls.__module__)
+    ``discord.ui.DynamicItem.interaction_check`` runs before the button's callback; a refused press gets a short
+    private answer. :meth:`AiroborosBot.add_dynamic_items` refuses a button class without this mixin.
+    """
 
-        template = cls.__discord_ui_compiled_template__
-        return cast(ItemT, types.new_class(cls.__name__, (cls,), {"template": template}, body))
+    def reaches_model(self) -> bool:
+        """Whether a press asks the model for text (it then counts against the rate limit)."""
+        return False
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        access: Access | None = getattr(interaction.client, "access", None)
+        return access is None or await access.check_interaction(interaction, costly=self.reaches_model())
 
 
 class AccessTree(app_commands.CommandTree[Any]):
