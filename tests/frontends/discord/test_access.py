@@ -203,15 +203,7 @@ async def test_age_restricted_scenes_start_only_in_age_restricted_channels(
     """scenes_age_restricted: /scene start is refused in a plain channel and opens its thread in an NSFW one."""
     nsfw = fake.add_text_channel(fake.guild, "after-dark", nsfw=True)
     async with serving(fake, backend, tmp_path, scenes_age_restricted=True) as running:
-        await running.store.characters.create(
-            guild_id=fake.guild.id,
-            name="Yoda",
-            description="the ever clever jedi master.",
-            personality="",
-            speaking_style="",
-            creator_id=fake.alice.id,
-            avatar_url=None,
-        )
+        await yoda(running, fake)
         options = {"characters": "Yoda", "setting": "A swamp."}
         refused = await fake.invoke_slash("scene start", options, user=fake.alice)
         assert await refusal(refused) == f"⚠️ {SCENES_AGE_RESTRICTED}"
@@ -219,6 +211,21 @@ async def test_age_restricted_scenes_start_only_in_age_restricted_channels(
         await fake.invoke_slash("scene start", options, user=fake.alice, channel_id=nsfw.id)
         thread = await first_thread(fake)
         assert thread.parent_id == nsfw.id
+
+
+async def test_a_blocked_users_line_in_a_scene_gets_silence(
+    fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """Scene threads pass the gate too: a blocked user's line plays no turn and is not stored."""
+    async with serving(fake, backend, tmp_path, blocked_users=[fake.bob.id]) as running:
+        await yoda(running, fake)
+        await fake.invoke_slash("scene start", {"characters": "Yoda", "setting": "A swamp."}, user=fake.alice)
+        thread = await first_thread(fake)
+        await eventually(lambda: len(backend.prompts) == 1 and not running.chat.replying(f"thread:{thread.id}"), 10)
+        await fake.send_message(thread.id, fake.bob, "let me in")
+        await quiet(fake, 1.0)
+        assert len(backend.prompts) == 1
+        assert "let me in" not in await stored_contents(running, thread.id)
 
 
 # -- admin commands and threads --------------------------------------------------------------------
@@ -258,3 +265,16 @@ def grant(fake: FakeDiscord, username: str, permissions: int) -> FakeUser:
     role = fake.add_role(fake.guild, f"role-{username}", Permission.EVERYONE | permissions)
     fake.guild.members[user.id].role_ids.append(role.id)
     return user
+
+
+async def yoda(running: Running, fake: FakeDiscord) -> None:
+    """A character of the test server, for scenes."""
+    await running.store.characters.create(
+        guild_id=fake.guild.id,
+        name="Yoda",
+        description="the ever clever jedi master.",
+        personality="",
+        speaking_style="",
+        creator_id=fake.alice.id,
+        avatar_url=None,
+    )
