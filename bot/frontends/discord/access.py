@@ -10,7 +10,7 @@ sliding 60-second window. It is wired in three places, so no feature can forget 
   button's callback (:meth:`AiroborosBot.add_dynamic_items` refuses a button class without it). Forms (modals)
   and short-lived views only ever open in answer to a command or button that passed the gate;
 - messages: the ``on_message`` listeners call :meth:`Access.serves` (silence when refused: a channel is never
-  spammed) and, before a message reaches the model, :meth:`Access.rate` (one short reply per window).
+  spammed) and, before a message reaches the model, :meth:`Access.admit` (one short reply per wait).
 
 Commands and buttons that are refused get a short ephemeral answer. Nothing here reads the database or
 awaits before deciding, so a refusal is also the interaction's acknowledgement. :class:`AccessGuard` leaves
