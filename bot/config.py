@@ -159,6 +159,25 @@ class SkillsConfig(_Section):
     """How long ``/quiz start`` takes answers when no time is given."""
 
 
+class AccessConfig(_Section):
+    """Who the bot serves, where, and how often (``[access]``); empty lists mean no restriction."""
+
+    allowed_guilds: list[int] = Field(default_factory=list)
+    """Servers the bot serves; it leaves any other server it is added to. Empty: any server."""
+    allowed_channels: list[int] = Field(default_factory=list)
+    """Channels the bot serves in (a thread counts as its parent channel). Empty: any channel."""
+    blocked_users: list[int] = Field(default_factory=list)
+    """People the bot never serves, anywhere."""
+    allowed_roles: list[int] = Field(default_factory=list)
+    """Roles whose members the bot serves in servers. Empty: everyone. DMs follow ``allow_dms`` only."""
+    allow_dms: bool = True
+    """Serve people in DMs (roles cannot be checked there)."""
+    requests_per_minute: Annotated[int, Field(ge=0, le=10_000)] = 10
+    """Requests that reach the model, per person, in any 60 seconds; 0 turns the limit off."""
+    scenes_age_restricted: bool = False
+    """``/scene start`` only in age-restricted (NSFW) channels."""
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -169,6 +188,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Config:

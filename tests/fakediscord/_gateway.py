@@ -285,8 +285,14 @@ class Gateway:
         return written
 
     def guild_joined(self, guild: FakeGuild) -> None:
-        """The bot was added to a guild after connecting: GUILD_CREATE to its shard."""
-        self.dispatch("GUILD_CREATE", _payloads.guild_create_payload(self._state, guild), guild_id=guild.id)
+        """The bot was added to a guild after connecting: GUILD_CREATE to its shard.
+
+        Without ``unavailable``, as Discord sends it for a join (discord.py then fires ``on_guild_join``;
+        ``unavailable: false`` would mean a known guild coming back from an outage).
+        """
+        payload = _payloads.guild_create_payload(self._state, guild)
+        del payload["unavailable"]
+        self.dispatch("GUILD_CREATE", payload, guild_id=guild.id)
 
     def reconnect_all(self) -> list[asyncio.Future[None]]:
         """Ask every connected client to reconnect (op 7); they resume their sessions."""

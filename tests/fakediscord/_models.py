@@ -231,6 +231,8 @@ class FakeChannel:
     overwrites: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Permission overwrites by role or member id: ``(allow, deny)`` bits (threads use their parent's)."""
     auto_archive_duration: int = 1440
+    nsfw: bool = False
+    """Age-restricted (text channels; a thread is as its parent)."""
     created_at: str = field(default_factory=iso_now)
     last_message_id: int | None = None
     message_count: int = 0

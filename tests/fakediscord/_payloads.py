@@ -131,7 +131,7 @@ def channel_payload(state: FakeState, channel: FakeChannel) -> dict[str, Any]:
         "position": channel.position,
         "parent_id": None,
         "topic": None,
-        "nsfw": False,
+        "nsfw": channel.nsfw,
         "permission_overwrites": [
             {"id": str(target), "type": 0 if target in roles else 1, "allow": str(allow), "deny": str(deny)}
             for target, (allow, deny) in channel.overwrites.items()

@@ -197,6 +197,7 @@ class RestApi:
         self.route("GET", r"/users/@me", self.get_me)
         self.route("GET", r"/users/" + _ID.format("user"), self.get_user)
         self.route("POST", r"/users/@me/channels", self.create_dm)
+        self.route("DELETE", rf"/users/@me/guilds/{guild}", self.leave_guild)
         self.route("GET", r"/(?:oauth2/)?applications/@me", self.get_application)
         for scope in (rf"/applications/{app}", rf"/applications/{app}/guilds/{guild}"):
             self.route("GET", scope + r"/commands", self.get_commands)
@@ -252,6 +253,9 @@ class RestApi:
         if user is None:
             raise unknown("user")
         return _payloads.user_payload(user)
+
+    async def leave_guild(self, request: ApiRequest) -> Any:
+        self._state.leave_guild(int(request.params["guild"]))
 
     async def create_dm(self, request: ApiRequest) -> Any:
         user = self._state.users.get(int(request.body().get("recipient_id") or 0))

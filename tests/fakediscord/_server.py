@@ -166,9 +166,9 @@ class FakeDiscord:
         """Create a guild the bot is in (GUILD_CREATE goes to connected clients)."""
         return self._state.add_guild(name)
 
-    def add_text_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
-        """Create a text channel."""
-        return self._state.add_text_channel(guild, name)
+    def add_text_channel(self, guild: FakeGuild, name: str, *, nsfw: bool = False) -> FakeChannel:
+        """Create a text channel (``nsfw``: age-restricted)."""
+        return self._state.add_text_channel(guild, name, nsfw=nsfw)
 
     def add_user(self, username: str, display_name: str | None = None) -> FakeUser:
         """Create a user in no guild (someone who can only DM the bot)."""
@@ -206,6 +206,11 @@ class FakeDiscord:
     def requests(self) -> list[RecordedRequest]:
         """Every REST request received, in order."""
         return self._state.requests
+
+    @property
+    def left_guilds(self) -> list[int]:
+        """Ids of the guilds the bot left (``DELETE /users/@me/guilds/{id}``), in order."""
+        return self._state.left_guilds
 
     @property
     def global_limit_hits(self) -> int:

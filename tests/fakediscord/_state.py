@@ -81,6 +81,8 @@ class FakeState:
         self.attachment_files: dict[int, bytes] = {}
         self.attachment_downloads: list[int] = []
         """Ids of the attachments fetched from the CDN, in order."""
+        self.left_guilds: list[int] = []
+        """Guilds the bot left (``DELETE /users/@me/guilds/{id}``), in order."""
         self.max_active_threads = 1000
         """Discord caps a guild's active threads (1000); past it, creating one fails with 160006."""
         self.gateway: Gateway | None = None
@@ -178,16 +180,30 @@ class FakeState:
         self.changed()
         return member
 
-    def add_text_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
-        """Create a text channel in ``guild``."""
+    def add_text_channel(self, guild: FakeGuild, name: str, *, nsfw: bool = False) -> FakeChannel:
+        """Create a text channel in ``guild`` (``nsfw``: age-restricted)."""
         channel = FakeChannel(
-            self.snowflake(), ChannelType.GUILD_TEXT, name, guild_id=guild.id, position=len(guild.channel_ids)
+            self.snowflake(),
+            ChannelType.GUILD_TEXT,
+            name,
+            guild_id=guild.id,
+            position=len(guild.channel_ids),
+            nsfw=nsfw,
         )
         self.channels[channel.id] = channel
         guild.channel_ids.append(channel.id)
         self.dispatch("CHANNEL_CREATE", _payloads.channel_payload(self, channel), guild_id=guild.id)
         self.changed()
         return channel
+
+    def leave_guild(self, guild_id: int) -> None:
+        """The bot leaves a guild: GUILD_DELETE to its clients, then the guild is gone from the bot's world."""
+        if guild_id not in self.guilds:
+            raise unknown("guild")
+        self.dispatch("GUILD_DELETE", {"id": str(guild_id)}, guild_id=guild_id)
+        del self.guilds[guild_id]
+        self.left_guilds.append(guild_id)
+        self.changed()
 
     def dm_channel(self, user: FakeUser) -> FakeChannel:
         """The DM channel between the bot and ``user``, created on first use."""

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
+from bot.frontends.discord.access import Access, AccessChecked, AccessGuard, AccessTree
 from bot.frontends.discord.characters import Characters
 from bot.frontends.discord.compare import Compare, VoteButton
 from bot.frontends.discord.conversations import Conversations
@@ -53,15 +54,19 @@ class AiroborosBot(commands.AutoShardedBot):
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
             http_trace=GlobalRateLimit(settings.requests_per_second).trace_config(),  # under Discord's 50/s
+            tree_cls=AccessTree,  # every command passes the access gate first
             **options,
         )
         self.chat = chat
+        self.access = Access(chat.engine.config.access)
+        """The one access gate ([access]): commands, buttons and messages all pass it."""
         self.settings = settings
         self.replies = Replies(chat)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
 
     async def setup_hook(self) -> None:
         """Register the persistent buttons and the cogs, then sync slash commands."""
+        await self.add_cog(AccessGuard(self, self.access))
         self.add_dynamic_items(ReplyButton)
         await self.add_cog(Conversations(self, self.chat, self.replies))
         await self.add_cog(Sources(self, self.chat, self.replies))
@@ -87,6 +92,13 @@ class AiroborosBot(commands.AutoShardedBot):
         else:
             synced = await self.tree.sync()
             _log.info("Synced %d global commands (they can take up to an hour to appear)", len(synced))
+
+    def add_dynamic_items(self, *items: type[discord.ui.DynamicItem[Any]]) -> None:
+        """Register persistent buttons; each must pass the access gate (:class:`AccessChecked`), so none skips it."""
+        for item in items:
+            if not issubclass(item, AccessChecked):
+                raise TypeError(f"{item.__name__} must inherit AccessChecked (the access gate) before DynamicItem")
+        super().add_dynamic_items(*items)
 
     async def on_message(self, message: discord.Message, /) -> None:
         """Messages are handled by the conversations cog; there are no prefix commands."""

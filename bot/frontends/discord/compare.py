@@ -31,6 +31,7 @@ from discord.ext import commands
 from bot.core.chat import Author, ChatService, Reply
 from bot.core.compare import PairTally, compare_messages, label, new_seed, pick_variants, shown_order, tally
 from bot.errors import BotError, GenerationError
+from bot.frontends.discord.access import AccessChecked
 from bot.frontends.discord.feedback import (
     NO_MENTIONS,
     DiscordRefusal,
@@ -100,6 +101,7 @@ def revealed_text(comparison: Comparison) -> str:
 
 
 class VoteButton(
+    AccessChecked,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"airoboros:vote:(?P<comparison>\d+):(?P<choice>a|b|tie)",
 ):

@@ -165,6 +165,8 @@ class Conversations(commands.Cog):
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
+        if not self.bot.access.serves(message):
+            return  # [access] refuses this person or place: silence, so a channel is never spammed
         channel = message.channel
         if channel.id in self.replies.claimed:
             return  # a scene thread: the scenes cog answers there
@@ -181,7 +183,7 @@ class Conversations(commands.Cog):
         if key is not None:
             if not content:
                 return  # an attachment or sticker alone, or no Message Content intent: nothing to answer
-            if not self._can_answer(channel, message):
+            if not self._can_answer(channel, message) or not self.bot.access.admit(message, self.replies.spawn):
                 return
             await self.replies.answer(lambda: channel, author, content, key, message, external_id=message.id)
             return
@@ -191,6 +193,8 @@ class Conversations(commands.Cog):
             return
         if not content:
             await message.reply("Mention me with a message and I'll answer in a thread.", allowed_mentions=NO_MENTIONS)
+            return
+        if not self.bot.access.admit(message, self.replies.spawn):
             return
         opened = _Opened()
         await self.replies.answer(

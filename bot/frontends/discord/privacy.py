@@ -22,6 +22,7 @@ from discord.ext import commands, tasks
 from bot.core.chat import ChatService
 from bot.core.privacy import ExportFormat, HistoryExport, forget_user
 from bot.errors import StoreError
+from bot.frontends.discord.access import AlwaysAllowed
 from bot.frontends.discord.feedback import NO_MENTIONS, DiscordRefusal, report
 from bot.frontends.discord.replying import Replies
 from bot.store import Purged, UserData
@@ -47,6 +48,7 @@ ForgetAction = Literal["confirm", "cancel"]
 
 
 class ForgetButton(
+    AlwaysAllowed,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"airoboros:forget:(?P<action>confirm|cancel):(?P<user>\d+):(?P<issued>\d+)",
 ):

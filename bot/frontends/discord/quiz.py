@@ -29,6 +29,7 @@ from discord.ext import commands
 from bot.core.chat import Author, ChatService
 from bot.core.quiz import LETTERS, clean_topic, write_question
 from bot.errors import BotError
+from bot.frontends.discord.access import AccessChecked
 from bot.frontends.discord.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_CHANNEL,
@@ -57,6 +58,7 @@ WINNERS_SHOWN = 40
 
 
 class QuizButton(
+    AccessChecked,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"airoboros:quiz:(?P<quiz>\d+):(?P<letter>[A-D])",
 ):

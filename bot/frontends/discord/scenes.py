@@ -308,6 +308,8 @@ class Scenes(commands.Cog):
         content = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
         if not content:
             return  # an attachment alone, or no Message Content intent
+        if not self.bot.access.serves(message) or not self.bot.access.admit(message, self.replies.spawn):
+            return  # refused: silence (past the rate limit: one short reply per wait)
         # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
         author = Author(message.author.id, message.author.display_name)
         await self._play(channel, author, content, message, external_id=message.id)

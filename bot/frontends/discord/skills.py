@@ -40,6 +40,7 @@ from bot.core.skills import (
     make_riddle,
 )
 from bot.errors import BotError, GenerationError, PromptError
+from bot.frontends.discord.access import AccessChecked
 from bot.frontends.discord.feedback import NO_MENTIONS, DiscordRefusal, report
 from bot.frontends.discord.replying import Replies
 from bot.frontends.discord.splitting import MESSAGE_LIMIT
@@ -99,7 +100,9 @@ def riddle_text(riddle: StoredRiddle) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-class GuessButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"airoboros:riddle:(?P<riddle>\d+)"):
+class GuessButton(
+    AccessChecked, discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"airoboros:riddle:(?P<riddle>\d+)"
+):
     """The Guess button under a riddle; the riddle's id is in its ``custom_id``, so it works after a restart."""
 
     def __init__(self, riddle_id: int) -> None:

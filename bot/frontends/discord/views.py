@@ -12,6 +12,8 @@ from typing import Any, Literal, cast
 
 import discord
 
+from bot.frontends.discord.access import AccessChecked
+
 Action = Literal["stop", "regenerate", "continue"]
 _LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
     "stop": ("Stop", discord.ButtonStyle.danger),
@@ -21,6 +23,7 @@ _LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {
 
 
 class ReplyButton(
+    AccessChecked,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"airoboros:(?P<action>stop|regenerate|continue):(?P<owner>\d+)",
 ):
@@ -33,6 +36,10 @@ class ReplyButton(
         )
         self.action: Action = action
         self.owner = owner
+
+    def reaches_model(self) -> bool:
+        """Regenerate and Continue ask the model again (they count against the rate limit); Stop does not."""
+        return self.action != "stop"
 
     @classmethod
     async def from_custom_id(
@@ -58,6 +65,7 @@ SceneAction = Literal["stop", "regenerate"]
 
 
 class SceneButton(
+    AccessChecked,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"airoboros:scene:(?P<action>stop|regenerate):(?P<thread>\d+)",
 ):
@@ -68,6 +76,10 @@ class SceneButton(
         super().__init__(discord.ui.Button(label=label, style=style, custom_id=f"airoboros:scene:{action}:{thread_id}"))
         self.action: SceneAction = action
         self.thread_id = thread_id
+
+    def reaches_model(self) -> bool:
+        """Regenerate and Continue ask the model again (they count against the rate limit); Stop does not."""
+        return self.action != "stop"
 
     @classmethod
     async def from_custom_id(
