@@ -22,6 +22,7 @@ from bot.frontends.discord.scenes import Scenes
 from bot.frontends.discord.settings import SettingsCommands
 from bot.frontends.discord.skills import GuessButton, Skills
 from bot.frontends.discord.sources import Sources
+from bot.frontends.discord.status import Status
 from bot.frontends.discord.views import ReplyButton, SceneButton
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Characters(self, self.chat.store))
         self.add_dynamic_items(SceneButton)
         await self.add_cog(Scenes(self, self.chat, self.replies))
+        await self.add_cog(Status(self))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:
