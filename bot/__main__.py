@@ -122,6 +122,7 @@ async def _run(args: argparse.Namespace) -> int:
     from bot.core.engine import Engine
     from bot.frontends.discord.endpoints import configure_endpoints
     from bot.frontends.discord.runner import check_token, read_token, run_bot
+    from bot.metrics import serve_metrics
     from bot.store import Store
 
     config = load_config(args.config)
@@ -132,9 +133,9 @@ async def _run(args: argparse.Namespace) -> int:
     # Opened in this order and closed in reverse: the bot (inside run_bot) first, then the store, then the engine.
     engine = await Engine.start(config)
     try:
-        async with await Store.open(config.storage.path) as store:
+        async with await Store.open(config.storage.path) as store, serve_metrics(engine, config.metrics) as metrics:
             chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
-            return await run_bot(chat, config.discord, token)
+            return await run_bot(chat, config.discord, token, metrics=metrics)
     finally:
         await engine.close()
 

@@ -178,6 +178,15 @@ class AccessConfig(_Section):
     """``/scene start`` only in age-restricted (NSFW) channels."""
 
 
+class MetricsConfig(_Section):
+    """The Prometheus metrics endpoint of ``python -m bot run`` (``[metrics]``); off unless ``port`` is set."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    """The port serving ``/metrics``; 0 (the default) serves none."""
+    host: str = "127.0.0.1"
+    """The address to listen on; the default keeps the figures on this machine (``0.0.0.0`` for a container)."""
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -189,6 +198,7 @@ class Config(_Section):
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Config:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,8 +30,9 @@ from bot.config import GenerationConfig
 from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.settings import ChannelSettings, Place
-from bot.errors import BotError, GenerationError, PromptError
+from bot.errors import BotError, GenerationError, PromptError, PromptTooLongError
 from bot.inference.scheduler import Ticket
+from bot.inference.telemetry import Outcome
 from bot.inference.types import FinishReason, Prompt, SamplingParams
 from bot.store import Conversation, MessageStatus, Role, Store, StoredMessage
 
@@ -183,9 +184,19 @@ class ChatService:
         Raises :class:`PromptTooLongError` or :class:`BusyError` before anything runs.
         """
         variant = self.engine.variant(options.variant)
-        prompt = self._prompt(variant, messages, options)
+        with self._reported(variant, author, None):
+            prompt = self._prompt(variant, messages, options)
         async with variant.scheduler.submit(str(author.id), prompt, self.params(options)) as ticket:
             yield Reply(ticket, variant)
+
+    @contextmanager
+    def _reported(self, variant: Variant, author: Author, key: str | None) -> Iterator[None]:
+        """Report a prompt that cannot fit as a ``too_long`` request (the scheduler reports every other end)."""
+        try:
+            yield
+        except PromptTooLongError:
+            variant.scheduler.log.refused(str(author.id), Outcome.TOO_LONG, conversation=key)
+            raise
 
     def replying(self, key: str) -> bool:
         """Whether a reply is streaming (or about to) in conversation ``key``."""
@@ -333,7 +344,8 @@ class ChatService:
                         key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
                     )
                 else:
-                    self._alone(variant, author, content, options)
+                    with self._reported(variant, author, key):
+                        self._alone(variant, author, content, options)
                     conversation = await self._record(
                         key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
                     )
@@ -344,9 +356,10 @@ class ChatService:
                     # Otherwise a reply that ran while this message waited had it in its prompt: nothing to do.
                     if content is None or (last is not None and last.role == Role.USER):
                         history = await self._history(conversation.id, options)
-                        prompt = await self._built(variant, history, options, dialogue)
+                        with self._reported(variant, author, key):
+                            prompt = await self._built(variant, history, options, dialogue)
                         ticket = await stack.enter_async_context(
-                            variant.scheduler.submit(str(author.id), prompt, self.params(options))
+                            variant.scheduler.submit(str(author.id), prompt, self.params(options), conversation=key)
                         )
                         reply = await self._reserve(conversation, ticket, variant)
                 if reply is None:
@@ -369,9 +382,11 @@ class ChatService:
         channel_id: int | None,
     ) -> AsyncIterator[Reply]:
         """Start a new conversation: admitted first, then opened (a thread, say), then stored."""
-        prompt = self._alone(variant, author, content, options)
+        with self._reported(variant, author, None):
+            prompt = self._alone(variant, author, content, options)
         async with variant.scheduler.submit(str(author.id), prompt, self.params(options)) as ticket:
             new_key = await key()
+            ticket.conversation = new_key  # opened only now: its report names it
             async with self._lane(new_key) as lane, lane.reply:
                 async with lane.record:
                     conversation = await self._record(
@@ -416,12 +431,13 @@ class ChatService:
                     if target.status not in (MessageStatus.OK, MessageStatus.PARTIAL) or not target.content:
                         raise PromptError("There is no reply text to continue.")
                     history.append(target)
-                if dialogue is None:
-                    prompt = self._prompt(variant, history, options, continue_last=mode == "continue")
-                else:
-                    prompt = await self._built(variant, history, options, dialogue)
+                with self._reported(variant, author, key):
+                    if dialogue is None:
+                        prompt = self._prompt(variant, history, options, continue_last=mode == "continue")
+                    else:
+                        prompt = await self._built(variant, history, options, dialogue)
                 ticket = await stack.enter_async_context(
-                    variant.scheduler.submit(str(author.id), prompt, self.params(options))
+                    variant.scheduler.submit(str(author.id), prompt, self.params(options), conversation=key)
                 )
                 reply = Reply(ticket, variant, prefix=target.content if mode == "continue" else "")
                 reply.stored = target

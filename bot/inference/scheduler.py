@@ -5,32 +5,49 @@ Admission is bounded: past ``max_per_user`` (waiting or running) for one user, o
 at once. Slots on the backend (its ``max_batch_size``) go to the waiting user who was
 served least recently, so one user's ten requests do not delay another user's first.
 A ticket's queue position is observable and announced on every change.
+
+Every request ends as one report to the scheduler's :class:`~bot.inference.telemetry.RequestLog`
+(a log line, the metrics): a refused one when :meth:`Scheduler.submit` says busy, an admitted
+one when its ticket is released, with its queue wait, time to first token and tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from types import TracebackType
 
 from bot.errors import BusyError
-from bot.inference.types import Backend, Chunk, Prompt, SamplingParams
+from bot.inference.telemetry import Outcome, RequestLog, RequestRecord
+from bot.inference.types import Backend, Chunk, FinishReason, Prompt, SamplingParams
 
 
 class Ticket:
     """One admitted request. Use as ``async with scheduler.submit(...) as ticket``; leaving releases its slot."""
 
-    def __init__(self, scheduler: Scheduler, user: str, prompt: Prompt, params: SamplingParams) -> None:
+    def __init__(
+        self, scheduler: Scheduler, user: str, prompt: Prompt, params: SamplingParams, conversation: str | None = None
+    ) -> None:
         self.user = user
         self.prompt = prompt
         self.params = params
+        self.conversation = conversation
         self._scheduler = scheduler
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
         self._done = False
+        # What the request's report needs, filled in as it goes (monotonic seconds).
+        self._admitted_at = time.monotonic()
+        self._slot_at: float | None = None
+        self._first_token_at: float | None = None
+        self._last_token_at: float | None = None
+        self._reply_tokens = 0
+        self._finish: FinishReason | None = None
+        self._error: BaseException | None = None
 
     @property
     def position(self) -> int:
@@ -53,9 +70,24 @@ class Ticket:
     async def stream(self) -> AsyncIterator[Chunk]:
         """Wait for a slot, then stream the backend's chunks."""
         await self._started.wait()
-        async with aclosing(self._scheduler.backend.generate(self.prompt, self.params)) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        try:
+            async with aclosing(self._scheduler.backend.generate(self.prompt, self.params)) as chunks:
+                async for chunk in chunks:
+                    self._seen(chunk)
+                    yield chunk
+        except Exception as error:  # a reader that stops early raises GeneratorExit, which is no failure
+            self._error = error
+            self._last_token_at = time.monotonic()
+            raise
+
+    def _seen(self, chunk: Chunk) -> None:
+        now = time.monotonic()
+        if self._first_token_at is None and (chunk.text or chunk.completion_tokens):
+            self._first_token_at = now
+        self._reply_tokens = chunk.completion_tokens
+        if chunk.finish_reason is not None:
+            self._finish = chunk.finish_reason
+            self._last_token_at = now
 
     async def __aenter__(self) -> Ticket:
         return self
@@ -70,6 +102,32 @@ class Ticket:
         if not self._done:
             self._done = True
             self._scheduler._release(self)
+            self._scheduler.log.report(self._record())
+
+    def _record(self) -> RequestRecord:
+        """What happened to this request, now that it is released."""
+        now = time.monotonic()
+        if self._error is not None or self._finish == FinishReason.ERROR:
+            outcome = Outcome.FAILED
+        elif self._finish in (FinishReason.STOP, FinishReason.LENGTH):
+            outcome = Outcome.OK
+        else:
+            outcome = Outcome.STOPPED
+        slot = self._slot_at
+        end = self._last_token_at or now
+        speed = self._reply_tokens / (end - slot) if slot is not None and self._reply_tokens and end > slot else None
+        return RequestRecord(
+            variant=self._scheduler.log.variant,
+            user=self.user,
+            outcome=outcome,
+            conversation=self.conversation,
+            queue_wait_s=(slot if slot is not None else now) - self._admitted_at,
+            prompt_tokens=len(self.prompt),
+            reply_tokens=self._reply_tokens,
+            ttft_s=None if self._first_token_at is None else self._first_token_at - self._admitted_at,
+            tokens_per_s=speed,
+            error=None if self._error is None else type(self._error).__name__,
+        )
 
 
 class Scheduler:
@@ -85,6 +143,8 @@ class Scheduler:
         self._per_user: dict[str, int] = {}
         self._last_served: dict[str, int] = {}
         self._clock = itertools.count(1)
+        self.log = RequestLog(backend.name)
+        """Where every request's end is reported (a log line; observers such as the metrics subscribe here)."""
 
     @property
     def running(self) -> int:
@@ -94,20 +154,31 @@ class Scheduler:
     def waiting(self) -> int:
         return sum(len(q) for q in self._waiting.values())
 
-    def submit(self, user: str, prompt: Prompt, params: SamplingParams) -> Ticket:
-        """Admit a request or raise :class:`BusyError`; the ticket starts when a slot is free."""
+    def submit(self, user: str, prompt: Prompt, params: SamplingParams, *, conversation: str | None = None) -> Ticket:
+        """Admit a request or raise :class:`BusyError`; the ticket starts when a slot is free.
+
+        ``conversation`` (its key) only labels the request's report.
+        """
         if self._per_user.get(user, 0) >= self.max_per_user:
+            self._refuse(user, prompt, conversation)
             raise BusyError(
                 f"You already have {self.max_per_user} requests waiting or running; wait for one to finish."
             )
         if self.running + self.waiting >= self.max_total:
+            self._refuse(user, prompt, conversation)
             raise BusyError("The bot is busy right now; please try again in a minute.")
-        ticket = Ticket(self, user, prompt, params)
+        ticket = Ticket(self, user, prompt, params, conversation)
         self._per_user[user] = self._per_user.get(user, 0) + 1
         self._waiting.setdefault(user, deque()).append(ticket)
         self._dispatch()
         self._announce()
         return ticket
+
+    def _refuse(self, user: str, prompt: Prompt, conversation: str | None) -> None:
+        record = RequestRecord(
+            self.log.variant, user, Outcome.BUSY, conversation=conversation, prompt_tokens=len(prompt)
+        )
+        self.log.report(record)
 
     def position(self, ticket: Ticket) -> int:
         """Where ``ticket`` stands: 0 running, n waiting, -1 gone."""
@@ -142,6 +213,7 @@ class Scheduler:
             ticket = self._waiting[user].popleft()
             self._last_served[user] = next(self._clock)
             self._running.add(ticket)
+            ticket._slot_at = time.monotonic()
             ticket._started.set()
 
     def _release(self, ticket: Ticket) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -24,7 +24,11 @@ from bot.frontends.discord.scenes import Scenes
 from bot.frontends.discord.settings import SettingsCommands
 from bot.frontends.discord.skills import GuessButton, Skills
 from bot.frontends.discord.sources import Sources
+from bot.frontends.discord.status import Status
 from bot.frontends.discord.views import ReplyButton, SceneButton
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics  # only the type: the client runs without prometheus-client imported
 
 _log = logging.getLogger(__name__)
 
@@ -46,14 +50,19 @@ def bot_intents(*, message_content: bool = True) -> discord.Intents:
 class AiroborosBot(commands.AutoShardedBot):
     """The bot (sharded automatically for many guilds): commands and messages live in cogs; resources are passed in."""
 
-    def __init__(self, *, chat: ChatService, settings: DiscordConfig, **options: Any) -> None:
+    def __init__(
+        self, *, chat: ChatService, settings: DiscordConfig, metrics: Metrics | None = None, **options: Any
+    ) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
+        rate_limit = GlobalRateLimit(
+            settings.requests_per_second, on_rate_limited=None if metrics is None else metrics.rate_limited
+        )
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=bot_intents(message_content=settings.message_content),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
-            http_trace=GlobalRateLimit(settings.requests_per_second).trace_config(),  # under Discord's 50/s
+            http_trace=rate_limit.trace_config(),  # under Discord's 50/s, and its 429s counted
             tree_cls=AccessTree,  # every command passes the access gate first
             **options,
         )
@@ -82,6 +91,7 @@ class AiroborosBot(commands.AutoShardedBot):
         await self.add_cog(Scenes(self, self.chat, self.replies))
         self.add_dynamic_items(ForgetButton)
         await self.add_cog(Privacy(self, self.chat, self.replies))
+        await self.add_cog(Status(self))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

@@ -23,6 +23,7 @@ from bot.config import DiscordConfig
 from bot.core.chat import ChatService
 from bot.errors import TokenError
 from bot.frontends.discord.client import AiroborosBot
+from bot.redaction import redacting
 
 _log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "DISCORD_TOKEN"
@@ -65,7 +66,7 @@ async def run_bot(
     refuses at connect time (the token, a privileged intent) is one line on stderr and code 2.
     """
     signals = _stop_on_signals() if stop is None else contextlib.nullcontext(stop)
-    with signals as stopping:
+    with signals as stopping, redacting(token):  # no log line shows the token, whoever writes it
         async with AiroborosBot(chat=chat, settings=settings, **client_options) as bot:
             closer = asyncio.create_task(_close_when(stopping, bot))
             try:
