@@ -144,6 +144,8 @@ class DiscordConfig(_Section):
     """Ask for the privileged Message Content intent; without it only mentions, DMs and slash commands reach the bot."""
     requests_per_second: Annotated[int, Field(gt=0, le=50)] = 45
     """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
+    roleplay: bool = True
+    """``/character`` and ``/scene`` (characters speak through channel webhooks: the invite asks for Manage Webhooks)."""
 
 
 class SkillsConfig(_Section):
@@ -157,6 +159,17 @@ class SkillsConfig(_Section):
     """How long ``/quiz start`` takes answers when no time is given."""
 
 
+class HealthConfig(_Section):
+    """The heartbeat file behind ``python -m bot healthcheck`` (``[health]``)."""
+
+    file: str | None = None
+    """Where ``run`` writes its heartbeat; default: ``bot-health.json`` in the database's folder."""
+    interval_seconds: Annotated[float, Field(gt=0, le=60)] = 15
+    """How often the heartbeat is written."""
+    max_age_seconds: Annotated[float, Field(gt=0)] = 60
+    """``healthcheck`` calls a heartbeat older than this stale (the bot is hung or gone)."""
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -167,6 +180,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Config:
