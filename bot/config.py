@@ -145,7 +145,7 @@ class DiscordConfig(_Section):
     requests_per_second: Annotated[int, Field(gt=0, le=50)] = 45
     """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
     roleplay: bool = True
-    """``/character`` and ``/scene`` (characters speak through channel webhooks: the invite asks for Manage Webhooks)."""
+    """``/character`` and ``/scene``: characters speak through channel webhooks (the invite adds Manage Webhooks)."""
 
 
 class SkillsConfig(_Section):

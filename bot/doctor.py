@@ -86,7 +86,8 @@ def check_config(path: str | None) -> tuple[Result, Config | None]:
             return fail("config", detail, "check the --config path, or copy config.example.toml there"), None
         return fail("config", detail, f"edit the file (python -m bot check-config --config {path})"), None
     where = path or "no --config: built-in defaults"
-    return ok("config", f"{where} ({len(config.models)} model variant(s), default {config.default_model.name!r})"), config
+    summary = f"{len(config.models)} model variant(s), default {config.default_model.name!r}"
+    return ok("config", f"{where} ({summary})"), config
 
 
 def client_id_from_token(token: str) -> int | None:
@@ -115,12 +116,12 @@ def check_token_shape(token: str | None) -> Result:
     return ok("token", f"{TOKEN_VARIABLE} is set and shaped like a bot token")
 
 
-async def check_token_online(token: str, timeout: float = NETWORK_TIMEOUT) -> Result:
+async def check_token_online(token: str) -> Result:
     """Discord accepts the token (GET /users/@me); an unreachable Discord is only a warning."""
     from bot.frontends.discord.runner import DiscordUnreachable, check_token
 
     try:
-        await asyncio.wait_for(check_token(token), timeout)
+        await asyncio.wait_for(check_token(token), NETWORK_TIMEOUT)
     except (DiscordUnreachable, TimeoutError) as error:
         return warn("token", f"could not ask Discord whether the token is valid ({_short(error)})", "check the network")
     except TokenError as error:
@@ -140,14 +141,14 @@ async def _application_flags(token: str) -> int:
         await http.close()
 
 
-async def check_intents(token: str | None, message_content: bool, timeout: float = NETWORK_TIMEOUT) -> Result:
+async def check_intents(token: str | None, message_content: bool) -> Result:
     """The Message Content intent is enabled in the Developer Portal when ``[discord] message_content = true``."""
     if not message_content:
         return ok("intents", "message_content = false: only mentions, DMs and slash commands reach the bot")
     if not token:
         return warn("intents", "not checked: it needs a valid token")
     try:
-        flags = await asyncio.wait_for(_application_flags(token), timeout)
+        flags = await asyncio.wait_for(_application_flags(token), NETWORK_TIMEOUT)
     except Exception as error:  # any failure only means "not checked": say so and move on
         return warn("intents", f"could not check the Message Content intent ({_short(error)})", "check the network")
     if flags & GATEWAY_MESSAGE_CONTENT:
@@ -249,7 +250,8 @@ def _check_bitsandbytes(torch: object, cuda: bool) -> Result:
         bnb_functional.quantize_4bit(sample, quant_type="nf4")
     except Exception as error:
         needs = f"bitsandbytes >= {CPU_NF4_BITSANDBYTES}" if not cuda else "the CUDA build of bitsandbytes"
-        return fail("bitsandbytes", f"{version} cannot quantize to nf4 on {device} ({_short(error)})", f"install {needs}")
+        problem = f"{version} cannot quantize to nf4 on {device} ({_short(error)})"
+        return fail("bitsandbytes", problem, f"install {needs}")
     if not cuda:
         return warn("bitsandbytes", f"{version}: nf4 runs on the CPU, slowly", "use a CUDA GPU for 7B models")
     return ok("bitsandbytes", f"{version}: nf4 works on CUDA")
@@ -286,9 +288,7 @@ def check_database(path: str) -> Result:
     except sqlite3.Error as error:
         return fail("database", f"{file} cannot be read as SQLite ({error})", "restore a backup or move the file away")
     if integrity != ["ok"]:
-        return fail(
-            "database", f"{file} is damaged: {'; '.join(integrity[:3])}", "restore a backup (sqlite3 .recover)"
-        )
+        return fail("database", f"{file} is damaged: {'; '.join(integrity[:3])}", "restore a backup (sqlite3 .recover)")
     latest = latest_version()
     if version > latest:
         return fail("database", f"{file} has schema {version}, newer than this bot ({latest})", "upgrade the bot")
@@ -296,7 +296,7 @@ def check_database(path: str) -> Result:
     return ok("database", f"{file} (schema {state}; integrity ok)")
 
 
-async def check_model_server(variant: ModelConfig, timeout: float = NETWORK_TIMEOUT) -> Result:
+async def check_model_server(variant: ModelConfig) -> Result:
     """A remote variant's server answers GET {base_url}/models; only a warning, since it may start later."""
     assert variant.base_url is not None
     url = variant.base_url.rstrip("/") + "/models"
@@ -306,7 +306,7 @@ async def check_model_server(variant: ModelConfig, timeout: float = NETWORK_TIME
         headers["Authorization"] = f"Bearer {os.environ[variant.api_key_env]}"
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=NETWORK_TIMEOUT)) as session,
             session.get(url, headers=headers) as response,
         ):
             status = response.status
