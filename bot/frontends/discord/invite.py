@@ -14,7 +14,7 @@ from bot.frontends.discord.feedback import (
     TO_ANSWER_IN_A_CHANNEL,
     TO_ANSWER_IN_A_THREAD,
     TO_OPEN_A_THREAD,
-    TO_POST_EMBEDS,
+    TO_POST_EMBEDS_AND_FILES,
     TO_STAGE_SCENES,
 )
 
@@ -22,8 +22,8 @@ SCOPES = ("bot", "applications.commands")
 
 
 def invite_permissions(*, roleplay: bool) -> discord.Permissions:
-    """Every permission an enabled feature checks for; Manage Webhooks and Attach Files only with roleplay."""
-    needed = {*TO_OPEN_A_THREAD, *TO_ANSWER_IN_A_THREAD, *TO_ANSWER_IN_A_CHANNEL, *TO_POST_EMBEDS}
+    """Every permission an enabled feature checks for; Manage Webhooks only with roleplay."""
+    needed = {*TO_OPEN_A_THREAD, *TO_ANSWER_IN_A_THREAD, *TO_ANSWER_IN_A_CHANNEL, *TO_POST_EMBEDS_AND_FILES}
     if roleplay:
         needed.update(TO_STAGE_SCENES)
     return discord.Permissions(**dict.fromkeys(needed, True))

@@ -19,8 +19,8 @@ from tests.test_doctor import CLIENT_ID, TOKEN
 WITH_ROLEPLAY = 309_774_633_984
 """View Channel, Send Messages, Embed Links, Attach Files, Read Message History, Manage Webhooks,
 Create Public Threads, Send Messages in Threads."""
-WITHOUT_ROLEPLAY = 309_237_730_304
-"""The same without Manage Webhooks and Attach Files."""
+WITHOUT_ROLEPLAY = 309_237_763_072
+"""The same without Manage Webhooks."""
 
 
 def invite(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -43,7 +43,7 @@ def test_invite_asks_for_manage_webhooks_with_roleplay(
 
 
 def test_invite_without_roleplay_leaves_out_webhooks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """With [discord] roleplay = false the link asks for neither Manage Webhooks nor Attach Files."""
+    """With [discord] roleplay = false the link does not ask for Manage Webhooks."""
     config = tmp_path / "config.toml"
     config.write_text("[discord]\nroleplay = false\n")
     code, out, _ = invite(capsys, "--config", str(config), "--client-id", "42")
