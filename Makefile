@@ -25,6 +25,7 @@ lint: install
 	$(PY) -m ruff check bot tests
 	$(PY) -m ruff format --check bot tests
 	$(PY) -m mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint
 	$(PY) -m pytest

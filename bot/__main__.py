@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot {chat,run,bench,render-prompt,check-config}``.
+"""Command line: ``python -m bot {chat,run,bench,render-prompt,check-config,doctor,invite-url,healthcheck}``.
 
 Resources (the database, the engine) are opened here and passed in; no module holds a
 singleton. Every :class:`~bot.errors.BotError` ends as one line on stderr: exit code 2
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--input", required=True, help="conversation JSON file, or - for stdin")
     render.add_argument("--format", choices=["airoboros", "chat-template"], help="override the variant's format")
     render.add_argument("--variant", help="the [[models]] entry whose tokenizer and window to use")
+
+    doctor = commands.add_parser("doctor", help="check the config, token, intents, models, GPU and database")
+    doctor.add_argument("--config", help="TOML config file (default: built-in defaults, embedded model)")
+
+    invite = commands.add_parser("invite-url", help="print the link that adds the bot with the permissions it needs")
+    invite.add_argument("--config", help="TOML config file ([discord] roleplay decides Manage Webhooks)")
+    invite.add_argument("--client-id", type=int, help="the application id (default: read from DISCORD_TOKEN)")
+
+    health = commands.add_parser("healthcheck", help="exit 0 if the running bot's heartbeat is fresh and healthy")
+    health.add_argument("--config", help="the running bot's TOML config file (for [health] and [storage])")
     return parser
 
 
@@ -122,6 +133,7 @@ async def _run(args: argparse.Namespace) -> int:
     from bot.core.engine import Engine
     from bot.frontends.discord.endpoints import configure_endpoints
     from bot.frontends.discord.runner import check_token, read_token, run_bot
+    from bot.health import health_path
     from bot.metrics import serve_metrics
     from bot.store import Store
 
@@ -135,7 +147,10 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         async with await Store.open(config.storage.path) as store, serve_metrics(engine, config.metrics) as metrics:
             chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
-            return await run_bot(chat, config.discord, token, metrics=metrics)
+            return await run_bot(
+                chat, config.discord, token, metrics=metrics,
+                health_file=health_path(config), health_interval=config.health.interval_seconds,
+            )  # fmt: skip
     finally:
         await engine.close()
 
@@ -172,6 +187,44 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import diagnose, report
+
+    text, code = report(asyncio.run(diagnose(args.config)))
+    sys.stdout.write(text)
+    return code
+
+
+def _invite_url(args: argparse.Namespace) -> int:
+    from bot.doctor import client_id_from_token
+    from bot.frontends.discord.invite import invite_url
+    from bot.frontends.discord.runner import TOKEN_VARIABLE
+
+    config = load_config(args.config)
+    client_id = args.client_id
+    if client_id is None:
+        token = os.environ.get(TOKEN_VARIABLE, "").strip()
+        client_id = client_id_from_token(token) if token else None
+        if client_id is None:
+            what = "does not hold an application id" if token else "is not set"
+            raise ConfigError(f"give --client-id (your application's id): {TOKEN_VARIABLE} {what}")
+    print(invite_url(client_id, roleplay=config.discord.roleplay))
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    from bot.health import check_heartbeat, health_path
+
+    config = load_config(args.config)
+    path = health_path(config)
+    problem = check_heartbeat(path, max_age=config.health.max_age_seconds)
+    if problem is not None:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print(f"healthy ({path})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -187,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_bench(args))
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "doctor":
+            return _doctor(args)
+        if args.command == "invite-url":
+            return _invite_url(args)
+        if args.command == "healthcheck":
+            return _healthcheck(args)
         if args.command == "check-config":
             config = load_config(args.config)
             print(f"{args.config}: ok ({len(config.models)} model variant(s), default {config.default_model.name!r})")

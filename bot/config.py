@@ -146,6 +146,8 @@ class DiscordConfig(_Section):
     """Ask for the privileged Message Content intent; without it only mentions, DMs and slash commands reach the bot."""
     requests_per_second: Annotated[int, Field(gt=0, le=50)] = 45
     """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
+    roleplay: bool = True
+    """``/character`` and ``/scene``: characters speak through channel webhooks (the invite adds Manage Webhooks)."""
 
 
 class SkillsConfig(_Section):
@@ -187,6 +189,17 @@ class MetricsConfig(_Section):
     """The address to listen on; the default keeps the figures on this machine (``0.0.0.0`` for a container)."""
 
 
+class HealthConfig(_Section):
+    """The heartbeat file behind ``python -m bot healthcheck`` (``[health]``)."""
+
+    file: str | None = None
+    """Where ``run`` writes its heartbeat; default: ``bot-health.json`` in the database's folder."""
+    interval_seconds: Annotated[float, Field(gt=0, le=60)] = 15
+    """How often the heartbeat is written."""
+    max_age_seconds: Annotated[float, Field(gt=0)] = 60
+    """``healthcheck`` calls a heartbeat older than this stale (the bot is hung or gone)."""
+
+
 class Config(_Section):
     """The whole configuration file."""
 
@@ -199,6 +212,7 @@ class Config(_Section):
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Config:

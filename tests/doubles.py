@@ -47,6 +47,9 @@ class ScriptedBackend:
     async def close(self) -> None:
         self.closed = True
 
+    def healthy(self) -> bool:
+        return not self.closed
+
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         self.prompts.append(prompt)
         self.params.append(params)

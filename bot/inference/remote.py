@@ -292,6 +292,8 @@ class OpenAIBackend:
         self._headers: dict[str, str] = {}
         self._live: set[aiohttp.ClientResponse] = set()
         self._closing = False
+        self._reachable = True
+        """Whether the last request reached the server (it answered, whatever it said)."""
 
     @property
     def tokenizer(self) -> HFTokenizer:
@@ -347,6 +349,10 @@ class OpenAIBackend:
             await self._session.close()
             self._session, self._owns_session = None, False
 
+    def healthy(self) -> bool:
+        """Started, not closing, and the last request reached the server (so a server that went away shows)."""
+        return self._session is not None and not self._closing and self._reachable
+
     def _request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.variant.model,
@@ -379,11 +385,14 @@ class OpenAIBackend:
             try:
                 response = await self._session.post(self.url, json=body, headers=self._headers, timeout=self._timeout)
                 self._live.add(response)
+                self._reachable = True
                 await self._check(response)
                 async with contextlib.aclosing(self._stream(response, prompt.stop)) as chunks:
                     async for chunk in chunks:
                         yield chunk
             except (aiohttp.ClientError, TimeoutError) as error:
+                if response is None:
+                    self._reachable = False
                 raise self._failure(error) from None
             except GenerationError:
                 if self._closing:

@@ -104,6 +104,10 @@ class Backend(Protocol):
         """Stop serving; in-flight generations end with :class:`~bot.errors.GenerationError`."""
         ...
 
+    def healthy(self) -> bool:
+        """Whether the backend can serve now (the heartbeat behind ``python -m bot healthcheck`` reports it)."""
+        ...
+
     def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:
         """Stream the reply to ``prompt``; closing or cancelling the iterator aborts it.
 

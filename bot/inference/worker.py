@@ -169,6 +169,13 @@ class LocalBackend:
         for request in list(self._live):
             request.publish("", 0, FinishReason.ERROR, ShuttingDownError())
 
+    def healthy(self) -> bool:
+        """Loaded, not closing, and the worker thread alive: a dead one is restarted here, as a request would."""
+        if self._loaded is None or self._closing:
+            return False
+        self._ensure_thread()
+        return self._thread is not None and self._thread.is_alive()
+
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             if self._thread is not None:

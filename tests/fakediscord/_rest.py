@@ -26,7 +26,16 @@ from aiohttp import BodyPartReader, web
 
 from . import _commands, _interactions, _payloads
 from ._errors import ApiError, route_not_found, unauthorized, unknown
-from ._models import ChannelType, FakeChannel, FakeUser, FakeWebhook, MessageFlag, Permission, RecordedRequest
+from ._models import (
+    ChannelType,
+    FakeChannel,
+    FakeUser,
+    FakeWebhook,
+    Intent,
+    MessageFlag,
+    Permission,
+    RecordedRequest,
+)
 from ._state import check_webhook_name
 
 if TYPE_CHECKING:
@@ -275,10 +284,15 @@ class RestApi:
             "bot_require_code_grant": False,
             "owner": _payloads.user_payload(owner),
             "verify_key": "0" * 64,
-            "flags": 0,
+            "flags": self._application_flags(),
             "bot": _payloads.user_payload(state.bot_user),
             "team": None,
         }
+
+    def _application_flags(self) -> int:
+        """GATEWAY_MESSAGE_CONTENT_LIMITED (an app in under 100 servers) when the portal allows the intent."""
+        allowed = self._gateway.allowed_intents
+        return 1 << 19 if allowed is None or allowed & Intent.MESSAGE_CONTENT else 0
 
     # -- application commands ------------------------------------------------------------
 

@@ -86,12 +86,13 @@ class AiroborosBot(commands.AutoShardedBot):
         self.add_dynamic_items(VoteButton)
         await self.add_cog(Compare(self.chat, self.replies.throttles))
         await self.add_cog(SettingsCommands(self, self.chat))
-        await self.add_cog(Characters(self, self.chat.store))
-        self.add_dynamic_items(SceneButton)
-        await self.add_cog(Scenes(self, self.chat, self.replies))
         self.add_dynamic_items(ForgetButton)
         await self.add_cog(Privacy(self, self.chat, self.replies))
         await self.add_cog(Status(self))
+        if self.settings.roleplay:  # [discord] roleplay = false: no /character, no /scene (and no Manage Webhooks)
+            await self.add_cog(Characters(self, self.chat.store))
+            self.add_dynamic_items(SceneButton)
+            await self.add_cog(Scenes(self, self.chat, self.replies))
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

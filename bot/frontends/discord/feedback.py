@@ -33,6 +33,10 @@ TO_OPEN_A_THREAD = (
 )
 """What the bot needs in a text channel to open a conversation thread and answer in it."""
 TO_ANSWER_IN_A_CHANNEL = ("view_channel", "read_message_history", "send_messages")
+TO_POST_EMBEDS_AND_FILES = ("embed_links", "attach_files")
+"""/compare posts its answers as embeds; /code sends a long answer as a file; scenes post the characters' avatars."""
+TO_STAGE_SCENES = ("manage_webhooks",)
+"""Roleplay: characters speak through a channel webhook under their own names and avatars."""
 
 MAX_ACTIVE_THREADS = 160006
 """Discord's error code for a guild that has reached its active-thread limit."""

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from bot.config import DiscordConfig
 from bot.core.chat import ChatService
 from bot.errors import TokenError
 from bot.frontends.discord.client import AiroborosBot
+from bot.frontends.discord.heartbeat import beat
 from bot.redaction import redacting
 
 _log = logging.getLogger(__name__)
@@ -31,6 +33,10 @@ MESSAGE_CONTENT_REFUSED = (
     "error: Discord refused the Message Content intent: enable it in the Developer Portal "
     "(your application > Bot > Privileged Gateway Intents), or set [discord] message_content = false"
 )
+
+
+class DiscordUnreachable(TokenError):
+    """Discord could not be asked about the token (network, DNS, a 5xx): the token may still be good."""
 
 
 def read_token() -> str:
@@ -51,24 +57,37 @@ async def check_token(token: str) -> None:
             f"Discord rejected the token in {TOKEN_VARIABLE}; copy it again from the Developer Portal"
         ) from None
     except (aiohttp.ClientError, discord.HTTPException, OSError) as error:
-        raise TokenError(f"cannot reach Discord to check the token: {error}") from None
+        raise DiscordUnreachable(f"cannot reach Discord to check the token: {error}") from None
     finally:
         await http.close()
 
 
 async def run_bot(
-    chat: ChatService, settings: DiscordConfig, token: str, *, stop: asyncio.Event | None = None, **client_options: Any
+    chat: ChatService,
+    settings: DiscordConfig,
+    token: str,
+    *,
+    stop: asyncio.Event | None = None,
+    health_file: Path | None = None,
+    health_interval: float = 15.0,
+    **client_options: Any,
 ) -> int:
     """Serve Discord until ``stop`` is set (by default SIGINT/SIGTERM set it); returns the exit code.
 
     The bot is closed before this returns (its cogs unload first and finish the replies in
     flight), so the caller can then close the store and the engine it opened. What Discord
     refuses at connect time (the token, a privileged intent) is one line on stderr and code 2.
+    With ``health_file`` a heartbeat is written there every ``health_interval`` seconds.
     """
     signals = _stop_on_signals() if stop is None else contextlib.nullcontext(stop)
     with signals as stopping, redacting(token):  # no log line shows the token, whoever writes it
         async with AiroborosBot(chat=chat, settings=settings, **client_options) as bot:
             closer = asyncio.create_task(_close_when(stopping, bot))
+            beating = (
+                asyncio.create_task(beat(bot, chat.engine, health_file, interval=health_interval))
+                if health_file is not None
+                else None
+            )
             try:
                 await bot.start(token)
             except discord.LoginFailure:
@@ -78,6 +97,8 @@ async def run_bot(
                 print(MESSAGE_CONTENT_REFUSED, file=sys.stderr)  # the only privileged intent the bot asks for
                 return 2
             finally:
+                if beating is not None:
+                    beating.cancel()
                 if not stopping.is_set():
                     closer.cancel()
                 await asyncio.wait({closer})  # a close under way finishes before the store and the engine close
