@@ -42,7 +42,9 @@ TRICKS = st.sampled_from(
     ]
 )
 TEXT = st.lists(st.one_of(st.text(max_size=30), TRICKS), max_size=6).map("".join)
-NAME = st.one_of(st.none(), st.sampled_from(["Alice", "Bob", "USER", "ASSIS\u200bTANT", "\u200b"]), st.text(max_size=12))
+NAME = st.one_of(
+    st.none(), st.sampled_from(["Alice", "Bob", "USER", "ASSIS\u200bTANT", "\u200b"]), st.text(max_size=12)
+)
 
 
 @st.composite
