@@ -54,7 +54,7 @@ def thread_name(prompt: str) -> str:
     first = next((line for line in lines if not is_blank(line)), "")
     if len(first) > THREAD_NAME_LIMIT:
         first = first[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
-    return "Conversation" if is_blank(first) else first
+    return first or "Conversation"
 
 
 def echo_text(author: Author, prompt: str) -> str:
