@@ -193,8 +193,10 @@ def test_thread_name_is_never_one_discord_refuses(prompt: str, name: str) -> Non
 @pytest.mark.parametrize("name", ["   ", "\n\n", "x" * 101])
 async def test_the_fake_refuses_thread_names_discord_refuses(fake: FakeDiscord, name: str) -> None:
     """Names of only whitespace or over 100 characters get Discord's 400 Invalid Form Body."""
-    with pytest.raises(ApiError):
+    with pytest.raises(ApiError) as raised:
         await fake.start_thread_as(fake.alice, fake.channel.id, name)
+    assert (raised.value.status, raised.value.code) == (400, 50035)
+    assert raised.value.errors is not None and "name" in raised.value.errors
 
 
 # -- attachments -----------------------------------------------------------------------------------------------------
