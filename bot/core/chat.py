@@ -29,6 +29,7 @@ from typing import Literal
 from bot.config import GenerationConfig
 from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
+from bot.core.sanitize import is_blank
 from bot.core.settings import ChannelSettings, Place
 from bot.errors import BotError, GenerationError, PromptError, PromptTooLongError
 from bot.inference.scheduler import Ticket
@@ -255,7 +256,7 @@ class ChatService:
 
     def _alone(self, variant: Variant, author: Author, content: str, options: ChatOptions) -> Prompt:
         """The prompt of ``content`` with no history; refuses an empty message or one that cannot fit at all."""
-        if not content.strip():
+        if is_blank(content):
             raise PromptError("There is nothing to answer: the message is empty.")
         return self._prompt(variant, [ChatMessage("user", content, author.name)], options)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bot.core.messages import ChatMessage, Dialogue, Role
+from bot.core.sanitize import defuse_labels, speaker_label
 from bot.errors import PromptError, PromptTooLongError
 from bot.inference.types import Prompt, Tokenizer
 
@@ -66,7 +67,8 @@ class AiroborosFormat(PromptFormat):
     stop = ("USER:",)
     roles: ClassVar[dict[str, str]] = {"user": "USER", "assistant": "ASSISTANT"}
     seps: ClassVar[dict[str, str]] = {"user": " ", "assistant": "</s>"}
-    _markers = re.compile(r"\b(USER|ASSISTANT):")
+    # No word boundary in front: "xUSER:" would still put the marker's characters in the prompt.
+    _markers = re.compile(r"(USER|ASSISTANT):")
 
     def __init__(self, default_system: str) -> None:
         self.default_system = default_system
@@ -113,13 +115,17 @@ def make_format(name: str, tokenizer: Tokenizer, default_system: str | None) -> 
 
 
 def merge_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
-    """Merge consecutive same-role messages; with several named humans, prefix each line with its author."""
-    names = {m.name for m in messages if m.role == "user" and m.name}
+    """Merge consecutive same-role messages; with several named humans, prefix each message with its author.
+
+    The prefix is the author's :func:`~bot.core.sanitize.speaker_label`, and a line inside a message that starts
+    with a participant's label and a colon gets a full-width colon, so nobody can write a line as someone else.
+    """
+    labels = {speaker_label(m.name) for m in messages if m.role == "user" and m.name}
     turns: list[Turn] = []
     for message in messages:
         text = message.content
-        if message.role == "user" and message.name and len(names) > 1:
-            text = f"{message.name}: {text}"
+        if message.role == "user" and message.name and len(labels) > 1:
+            text = f"{speaker_label(message.name)}: {defuse_labels(text, labels)}"
         if turns and turns[-1].role == message.role:
             turns[-1] = Turn(message.role, f"{turns[-1].text}\n{text}")
         else:

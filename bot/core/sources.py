@@ -26,6 +26,7 @@ and kept while the prompt, measured with the model's real tokenizer, still fits.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -210,12 +211,18 @@ def decode_text_file(filename: str, data: bytes, *, max_bytes: int) -> str:
     name = f"`{filename}`"
     check_file_type(filename)
     check_size(len(data), max_bytes, name)
+    if b"\0" in data:
+        raise SourceError(f"{name} is not UTF-8 text (it looks binary); save it as plain UTF-8 text.")
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        if b"\0" in data:
-            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SourceError(f"{name} is not UTF-8 text (it looks binary); save it as plain UTF-8 text.") from None
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        # No Latin-1 fallback: it decodes any bytes at all, so a wrong guess would store mojibake as the source.
+        position = bom + error.start
+        raise SourceError(
+            f"{name} is not UTF-8 text: byte 0x{data[position]:02X} at position {position} is not valid UTF-8 "
+            "(Latin-1 or Windows-1252, perhaps); save it as UTF-8 and add it again."
+        ) from None
     if not text.strip():
         raise SourceError(f"{name} is empty.")
     return text

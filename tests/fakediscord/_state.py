@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_CONTENT = 2000
+MAX_PERSON_CONTENT = 4000
+"""What a person (with Nitro) may send; bots and webhooks are held to MAX_CONTENT."""
 MAX_EMBEDS = 10
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
@@ -315,7 +317,7 @@ class FakeState:
         embeds = list(body.get("embeds") or [])
         components = list(body.get("components") or [])
         flags = int(body.get("flags") or 0)
-        _check_content(content, embeds)
+        _check_content(content, embeds, MAX_CONTENT if author.bot else MAX_PERSON_CONTENT)
         if not allow_ephemeral:
             flags &= ~MessageFlag.EPHEMERAL
         if flags & ~(_ALLOWED_MESSAGE_FLAGS | MessageFlag.LOADING):
@@ -507,8 +509,7 @@ class FakeState:
         """Start a thread (from a message: the thread gets the message's id), dispatching THREAD_CREATE."""
         if parent.type != ChannelType.GUILD_TEXT:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100:
-            raise invalid_form("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        name = check_channel_name(name)
         if type not in ChannelType.THREADS:
             raise invalid_form("type", "BASE_TYPE_CHOICES", f"Value must be one of {ChannelType.THREADS}.")
         if auto_archive_duration not in (None, 60, 1440, 4320, 10080):
@@ -561,10 +562,7 @@ class FakeState:
     def update_channel(self, channel: FakeChannel, body: dict[str, Any]) -> FakeChannel:
         """Rename, archive or lock a thread (or rename a channel), dispatching THREAD_UPDATE / CHANNEL_UPDATE."""
         if "name" in body:
-            name = body["name"]
-            if not isinstance(name, str) or not 1 <= len(name) <= 100:
-                raise invalid_form("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
-            channel.name = name
+            channel.name = check_channel_name(body["name"])
         if channel.is_thread:
             channel.archived = bool(body.get("archived", channel.archived))
             channel.locked = bool(body.get("locked", channel.locked))
@@ -614,6 +612,13 @@ class FakeState:
         raise LookupError(f"no command {name!r} of type {type} is synced for guild {guild_id}; synced: {known}")
 
 
+def check_channel_name(name: Any) -> str:
+    """A channel or thread name as Discord keeps it: trimmed of whitespace, then 1-100 characters (else 400)."""
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
+        raise invalid_form("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+    return name.strip()
+
+
 def check_webhook_name(name: Any, field: str) -> None:
     """Discord's webhook name rules: 1-80 characters, no "discord" or "clyde"."""
     if not isinstance(name, str) or not 1 <= len(name) <= 80:
@@ -628,8 +633,8 @@ def _content(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _check_content(content: str, embeds: list[Any]) -> None:
-    if len(content) > MAX_CONTENT:
-        raise invalid_form("content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length.")
+def _check_content(content: str, embeds: list[Any], limit: int = MAX_CONTENT) -> None:
+    if len(content) > limit:
+        raise invalid_form("content", "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
     if len(embeds) > MAX_EMBEDS:
         raise invalid_form("embeds", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_EMBEDS} or fewer in length.")

@@ -23,6 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.chat import Author, ChatService
+from bot.core.sanitize import is_blank
 from bot.frontends.discord.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_CHANNEL,
@@ -48,8 +49,9 @@ ECHO_LIMIT = 2000
 
 
 def thread_name(prompt: str) -> str:
-    """A thread name from the prompt's first line: 1 to 100 characters."""
-    first = " ".join(prompt.strip().split("\n", 1)[0].split())
+    """A thread name from the prompt's first line: 1 to 100 characters, "Conversation" if it shows nothing."""
+    lines = (" ".join(line.split()) for line in prompt.splitlines())
+    first = next((line for line in lines if not is_blank(line)), "")
     if len(first) > THREAD_NAME_LIMIT:
         first = first[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
     return first or "Conversation"
@@ -181,8 +183,8 @@ class Conversations(commands.Cog):
         content = re.sub(rf"<@!?{self._me}>", "", message.content).strip()
         author = Author(message.author.id, message.author.display_name)
         if key is not None:
-            if not content:
-                return  # an attachment or sticker alone, or no Message Content intent: nothing to answer
+            if is_blank(content):
+                return  # an attachment or sticker alone, only spaces, or no Message Content intent: nothing to answer
             if not self._can_answer(channel, message) or not self.bot.access.admit(message, self.replies.spawn):
                 return
             await self.replies.answer(lambda: channel, author, content, key, message, external_id=message.id)
@@ -191,7 +193,7 @@ class Conversations(commands.Cog):
             return
         if not self._can_answer(channel, message, opening=True):
             return
-        if not content:
+        if is_blank(content):
             await message.reply("Mention me with a message and I'll answer in a thread.", allowed_mentions=NO_MENTIONS)
             return
         if not self.bot.access.admit(message, self.replies.spawn):
