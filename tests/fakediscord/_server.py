@@ -575,6 +575,10 @@ class FakeDiscord:
             Injection(method, re.compile(path_pattern), count, status, code=code, message=message)
         )
 
+    def clear_failures(self) -> None:
+        """Drop every 429 and failure still waiting to be answered (Discord recovered)."""
+        self._rest.injections.clear()
+
     @contextlib.asynccontextmanager
     async def gateway_outage(self, code: int = 4000) -> AsyncIterator[None]:
         """Close every client's gateway socket with ``code`` and hold their reconnections until the block ends.
