@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -39,6 +40,16 @@ async def streaming(fake: FakeDiscord, channel_id: int, count: int = 1) -> dict[
     message = await fake.wait_for(lambda: (bot_messages(fake, channel_id)[count - 1 :] or [None])[0], timeout=20)
     await fake.wait_for(lambda: fake.message(message["id"])["content"].startswith("w0") or None, timeout=20)
     return message
+
+
+async def talk(fake: FakeDiscord, backend: ScriptedBackend, text: str | None = None, delay: float = 0.05) -> Any:
+    """Alice's /chat whose reply (``text``, default 40 words) is streaming in its new thread; returns the thread."""
+    backend.script = (lambda prompt: words(40)) if text is None else (lambda prompt: text)
+    backend.delay = delay
+    await chat(fake, "Talk for a while.")
+    thread = await first_thread(fake)
+    await streaming(fake, thread.id)
+    return thread
 
 
 async def opened(fake: FakeDiscord, backend: ScriptedBackend) -> Any:
@@ -84,17 +95,13 @@ async def test_a_burst_of_429s_on_edits_still_ends_with_the_whole_reply(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
     """Four 429s in a row on the streaming edits: the reply still ends exact, within the channel's edit budget."""
-    thread = await opened(fake, backend)
-    backend.script = lambda prompt: words(80)
-    backend.delay = 0.05
-    await fake.send_message(thread.id, fake.alice, "Talk for a while.")
-    await streaming(fake, thread.id, count=2)
+    thread = await talk(fake, backend, words(60))
     fake.rate_limit_next("PATCH", EDIT_ROUTE, retry_after=0.4, count=4)
-    *_, reply = await final_reply(fake, thread.id, count=2)
-    assert reply["content"] == words(80)
+    (reply,) = await final_reply(fake, thread.id)
+    assert reply["content"] == words(60)
     assert [r.status for r in fake.requests_to("PATCH", EDIT_ROUTE)].count(429) == 4
     assert landed_edits_within(fake, 5.0) <= EDIT_BUDGET
-    assert (await stored(running, thread.id))[-1] == (Role.ASSISTANT, MessageStatus.OK, words(80))
+    assert (await stored(running, thread.id))[-1] == (Role.ASSISTANT, MessageStatus.OK, words(60))
 
 
 async def test_a_burst_of_429s_on_posts_still_shows_every_part_of_a_long_reply(
@@ -115,16 +122,12 @@ async def test_a_burst_of_429s_on_posts_still_shows_every_part_of_a_long_reply(
 async def test_global_429s_hold_the_reply_but_it_completes(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
-    """Global 429s (every route held) on the edits and posts of a streaming reply: it still ends exact."""
-    thread = await opened(fake, backend)
-    backend.script = lambda prompt: words(60)
-    backend.delay = 0.05
+    """Global 429s (every route held) on the echo's post and on the streaming edits: the reply still ends exact."""
     fake.rate_limit_next("POST", POST_ROUTE, retry_after=0.3, count=1, global_=True)
-    await fake.send_message(thread.id, fake.alice, "Talk for a while.")
-    await streaming(fake, thread.id, count=2)
+    thread = await talk(fake, backend)
     fake.rate_limit_next("PATCH", EDIT_ROUTE, retry_after=0.3, count=3, global_=True)
-    *_, reply = await final_reply(fake, thread.id, count=2)
-    assert reply["content"] == words(60)
+    (reply,) = await final_reply(fake, thread.id)
+    assert reply["content"] == words(40)
     statuses = [r.status for r in fake.requests_to("*", r"/channels/\d+/messages.*")]
     assert statuses.count(429) == 4
     assert landed_edits_within(fake, 5.0) <= EDIT_BUDGET
@@ -137,13 +140,9 @@ async def test_a_transient_5xx_on_an_edit_is_retried_and_the_reply_completes(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
     """A 502 on a streaming edit (discord.py retries it): the reply still ends exact and is stored ok."""
-    thread = await opened(fake, backend)
-    backend.script = lambda prompt: words(40)
-    backend.delay = 0.05
-    await fake.send_message(thread.id, fake.alice, "Talk for a while.")
-    await streaming(fake, thread.id, count=2)
+    thread = await talk(fake, backend)
     fake.fail_next("PATCH", EDIT_ROUTE, status=502)
-    *_, reply = await final_reply(fake, thread.id, count=2)
+    (reply,) = await final_reply(fake, thread.id)
     assert reply["content"] == words(40)
     assert 502 in [r.status for r in fake.requests_to("PATCH", EDIT_ROUTE)]
     assert (await stored(running, thread.id))[-1] == (Role.ASSISTANT, MessageStatus.OK, words(40))
@@ -184,10 +183,9 @@ async def test_a_persistent_5xx_on_the_placeholder_fails_the_reply_and_the_threa
     fake.fail_next("POST", POST_ROUTE, status=503, message="Service Unavailable")
     with caplog.at_level(logging.ERROR, logger="bot"):
         await fake.send_message(thread.id, fake.alice, "Are you there?")
-        await eventually(lambda: every_message(tmp_path, thread.id)[-1] == ("assistant", "failed", ""), timeout=10)
-    assert any("stored as failed" in r.getMessage() and "503" in r.getMessage() for r in caplog.records)
-    told = await fake.wait_for(lambda: bot_messages(fake, thread.id)[1:] or None)
+        told = await fake.wait_for(lambda: bot_messages(fake, thread.id)[1:] or None, timeout=10)
     assert told[0]["content"].startswith("⚠️ Discord did not let me show my reply (503")
+    assert any("stored as failed" in r.getMessage() and "503" in r.getMessage() for r in caplog.records)
     await fake.send_message(thread.id, fake.alice, "Now?")
     messages = await final_reply(fake, thread.id, count=3)
     assert messages[-1]["content"] == words(10)
@@ -204,11 +202,7 @@ async def test_persistent_5xx_on_the_edits_store_the_reply_partial_and_the_threa
 ) -> None:
     """Every edit refused (503) from mid-stream on: an error is logged, the reply (not shown whole) is stored
     partial, and once Discord recovers the next message is answered."""
-    thread = await opened(fake, backend)
-    backend.script = lambda prompt: words(30)
-    backend.delay = 0.05
-    await fake.send_message(thread.id, fake.alice, "Talk for a while.")
-    await streaming(fake, thread.id, count=2)
+    thread = await talk(fake, backend, words(30))
     fake.fail_next("PATCH", EDIT_ROUTE, status=503, count=1000, message="Service Unavailable")
     with caplog.at_level(logging.ERROR, logger="bot"):
         await eventually(lambda: every_message(tmp_path, thread.id)[-1][1] == "partial", timeout=10)
@@ -217,7 +211,7 @@ async def test_persistent_5xx_on_the_edits_store_the_reply_partial_and_the_threa
     fake.clear_failures()
     backend.script = lambda prompt: "Back."
     await fake.send_message(thread.id, fake.alice, "Still there?")
-    messages = await final_reply(fake, thread.id, count=3)
+    messages = await final_reply(fake, thread.id, count=2)
     assert messages[-1]["content"] == "Back."
 
 
@@ -234,3 +228,52 @@ async def test_a_persistent_5xx_on_thread_creation_returns_the_prompt(
     assert upload == "your-message.txt"
     assert fake.threads == []
     assert bot_messages(fake, fake.channel.id) == []
+
+
+# -- the gateway -----------------------------------------------------------------------------------
+
+
+async def test_a_resumed_gateway_loses_and_doubles_no_reply(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """The gateway drops (4000) mid-stream and a message is sent meanwhile: on RESUME Discord replays it, and each
+    message gets exactly one reply, in order, in the thread and in the store."""
+    thread = await talk(fake, backend)
+    backend.script = lambda prompt: words(20, tag="v" if "another" in prompt.text else "w")
+    async with fake.gateway_outage(4000):
+        await fake.send_message(thread.id, fake.alice, "And another thing.")
+    await fake.wait_for(lambda: fake.sessions[0].connection, timeout=10)
+    messages = await final_reply(fake, thread.id, count=2)
+    await asyncio.sleep(0.5)  # room for a doubled reply to show up
+    assert [m["content"] for m in bot_messages(fake, thread.id)] == [words(40), words(20, tag="v")]
+    assert (len(fake.sessions), len(fake.threads)) == (1, 1)  # resumed, and no interaction replayed twice
+    assert every_message(tmp_path, thread.id) == [
+        ("user", "ok", "Talk for a while."),
+        ("assistant", "ok", words(40)),
+        ("user", "ok", "And another thing."),
+        ("assistant", "ok", words(20, tag="v")),
+    ]
+    assert messages[-1]["content"] == words(20, tag="v")
+
+
+async def test_a_full_reconnect_keeps_the_reply_in_flight_and_misses_the_gap(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """The gateway ends the session (4009) mid-stream: the bot identifies anew, the streaming reply completes, a
+    message sent while it was away is never delivered (not answered), and the next one is answered once."""
+    thread = await talk(fake, backend)
+    backend.script = lambda prompt: words(20, tag="v" if "another" in prompt.text else "w")
+    async with fake.gateway_outage(4009):
+        await fake.send_message(thread.id, fake.alice, "Lost in the gap.")
+    await fake.wait_for(lambda: len(fake.sessions) == 2 and fake.sessions[1].ready, timeout=10)
+    await final_reply(fake, thread.id)
+    await fake.send_message(thread.id, fake.alice, "And another thing.")
+    await final_reply(fake, thread.id, count=2)
+    await asyncio.sleep(0.5)  # room for a doubled reply to show up
+    assert [m["content"] for m in bot_messages(fake, thread.id)] == [words(40), words(20, tag="v")]
+    assert every_message(tmp_path, thread.id) == [
+        ("user", "ok", "Talk for a while."),
+        ("assistant", "ok", words(40)),
+        ("user", "ok", "And another thing."),
+        ("assistant", "ok", words(20, tag="v")),
+    ]
