@@ -12,6 +12,7 @@ Every domain error carries the short text a user is shown; frontends print or se
     ├── BusyError              the scheduler's per-user or global cap is reached
     ├── GenerationError        the model failed while answering one request (OOM included)
     │   └── ShuttingDownError  the backend closed under a request
+    ├── DeliveryError          the chat platform would not show a reply (Discord answering 5xx)
     └── StoreError             the database refused an operation
 """
 
@@ -63,6 +64,10 @@ class ShuttingDownError(GenerationError):
 
     def __init__(self) -> None:
         super().__init__("The bot is shutting down; please try again.")
+
+
+class DeliveryError(BotError):
+    """The chat platform (Discord) would not show a reply; the reply is stored as failed."""
 
 
 class StoreError(BotError):

@@ -31,7 +31,7 @@ from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.sanitize import is_blank
 from bot.core.settings import ChannelSettings, Place
-from bot.errors import BotError, GenerationError, PromptError, PromptTooLongError
+from bot.errors import BotError, DeliveryError, GenerationError, PromptError, PromptTooLongError
 from bot.inference.scheduler import Ticket
 from bot.inference.telemetry import Outcome
 from bot.inference.types import FinishReason, Prompt, SamplingParams
@@ -451,7 +451,7 @@ class ChatService:
         """Store the reply however the frontend's use of it ends."""
         try:
             yield
-        except GenerationError as error:
+        except (GenerationError, DeliveryError) as error:
             reply.error = error
             await self._finish(reply, mode, MessageStatus.FAILED)
             raise
@@ -476,6 +476,12 @@ class ChatService:
         await self.store.update_message(
             reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
         )
+
+    async def shown_in_part(self, reply: Reply) -> None:
+        """The end of a finished reply could not be shown (the platform failed): it is stored ``partial``."""
+        if reply.stored is not None and reply.status == MessageStatus.OK:
+            reply.status = MessageStatus.PARTIAL
+            await self.store.update_message(reply.stored.id, status=MessageStatus.PARTIAL)
 
     async def show_in(self, reply: Reply, external_ids: Sequence[int]) -> None:
         """Record that a finished reply is now shown in ``external_ids`` (its last edit added or removed parts)."""

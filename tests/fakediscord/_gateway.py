@@ -55,6 +55,9 @@ _EVENT_INTENTS = {
 }
 _MESSAGE_EVENTS = ("MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE")
 _UNRESUMABLE_CLOSE_CODES = (1000, 1001)
+"""A client closing with these ends its session (Discord: a clean close cannot be resumed)."""
+_SESSION_ENDING_SERVER_CODES = (4007, 4009)
+"""Discord closing with these (invalid seq, session timed out) ends the session: the client must IDENTIFY anew."""
 
 
 @dataclass(eq=False)
@@ -137,11 +140,15 @@ class Gateway:
         self.sessions: list[GatewaySession] = []
         self.connections: set[Connection] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        self.accepting = asyncio.Event()
+        """Cleared during an outage: new sockets are held (before HELLO) until it is set again."""
+        self.accepting.set()
 
     # -- the websocket endpoint ----------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """Serve one gateway websocket."""
+        await self.accepting.wait()
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         connection = Connection(ws, dict(request.query))
@@ -301,6 +308,23 @@ class Gateway:
             for connection in list(self.connections)
             if connection.session is not None
         ]
+
+    async def drop_all(self, code: int) -> None:
+        """Close every identified client's socket with ``code``, as a gateway node going down would.
+
+        The session outlives the socket (events keep going to its history, replayed on RESUME), except
+        for 4007/4009, after which a RESUME gets INVALID_SESSION ``d: false``.
+        """
+        dropped = [c for c in list(self.connections) if c.session is not None]
+        for connection in dropped:
+            session = connection.session
+            assert session is not None
+            connection.session = None  # the server closed it: the client's answering close code ends nothing
+            if session.connection is connection:
+                session.connection = None
+            session.invalid = session.invalid or code in _SESSION_ENDING_SERVER_CODES
+        await asyncio.gather(*(connection.close(code) for connection in dropped))
+        self._state.changed()
 
     def ready_sessions(self) -> list[GatewaySession]:
         """Connected sessions that received READY and all their GUILD_CREATEs."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -578,6 +579,25 @@ class FakeDiscord:
         self._rest.injections.append(
             Injection(method, re.compile(path_pattern), count, status, code=code, message=message)
         )
+
+    def clear_failures(self) -> None:
+        """Drop every 429 and failure still waiting to be answered (Discord recovered)."""
+        self._rest.injections.clear()
+
+    @contextlib.asynccontextmanager
+    async def gateway_outage(self, code: int = 4000) -> AsyncIterator[None]:
+        """Close every client's gateway socket with ``code`` and hold their reconnections until the block ends.
+
+        Events of the block (``send_message``...) are kept for the session and replayed when the client
+        RESUMEs, as on Discord. With 4007 or 4009 the session ends instead: its RESUME gets INVALID_SESSION
+        (``d: false``), the client IDENTIFYs anew, and events of the block never reach it.
+        """
+        self._gateway.accepting.clear()
+        try:
+            await self._gateway.drop_all(code)
+            yield
+        finally:
+            self._gateway.accepting.set()
 
     async def reconnect_clients(self) -> None:
         """Send op 7 RECONNECT to every connected client; discord.py resumes through ``resume_gateway_url``."""

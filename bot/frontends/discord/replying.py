@@ -20,7 +20,7 @@ from typing import Any, Literal
 import discord
 
 from bot.core.chat import Author, ChatService, Reply
-from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.errors import BotError, BusyError, DeliveryError, GenerationError, PromptError
 from bot.frontends.discord.feedback import (
     TO_ANSWER_IN_A_THREAD,
     DiscordRefusal,
@@ -150,12 +150,15 @@ class Replies:
                 if reply is not None:
                     target = channel()
                     conversation = key if isinstance(key, str) else f"thread:{getattr(target, 'id', 0)}"
-                    await self._show(reply, target, conversation, author.id, shown)
+                    await _delivered(self._show(reply, target, conversation, author.id, shown))
         except (BusyError, PromptError, DiscordRefusal) as error:
             stored = isinstance(error, BusyError) and isinstance(key, str)
             await report(source, error, returned=None if stored or interaction is None else content)
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
+        except DeliveryError as error:
+            _log.error("A reply in %s could not be shown and is stored as failed: %s", channel_id, error)
+            await report(source, error)  # Discord may take this one: its failures often come and go
         except BotError as error:
             await report(source, error)
         finally:
@@ -241,10 +244,13 @@ class Replies:
     async def _finish(self, shown: _Shown) -> None:
         """Once the reply is stored: its final edit, then where it is shown now (or its removal if deleted)."""
         reply, renderer = shown.reply, shown.renderer
+        shown_whole = True
         try:
             await renderer.finish()
-        except discord.HTTPException:
-            _log.warning("Could not show the end of a reply", exc_info=True)
+        except discord.HTTPException as error:
+            # discord.py already retried what is worth retrying (429s, 500/502/504): Discord shows an older edit.
+            _log.error("The end of a reply in %s could not be shown; it is stored as partial: %s", shown.key, error)
+            shown_whole = False
         finally:
             if self.in_flight.get(shown.key) is renderer:
                 del self.in_flight[shown.key]
@@ -253,6 +259,8 @@ class Replies:
             if renderer.gone:
                 await self.chat.discard(reply)
             else:
+                if not shown_whole:
+                    await self.chat.shown_in_part(reply)
                 await self.chat.show_in(reply, shown.earlier + renderer.message_ids)
         except BotError:
             _log.warning("Could not record where a reply is shown", exc_info=True)
@@ -322,7 +330,7 @@ class Replies:
                 options = await self.chat.options_for(interaction.guild_id, channel.id)
                 async with self.chat.redo(key, author, target, mode, options) as reply:
                     reply.shown_in = reply.shown_in or [message.id]  # a reply stored before message links existed
-                    await self._show(reply, channel, key, owner, shown)
+                    await _delivered(self._show(reply, channel, key, owner, shown))
             finally:
                 for item in shown:
                     await self._finish(item)
@@ -330,8 +338,22 @@ class Replies:
             await report(interaction, refusal(error, "write in this thread"))
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
+        except DeliveryError as error:
+            _log.error("A reply in %s could not be shown and is stored as failed: %s", channel.id, error)
+            await report(interaction, error)
         except BotError as error:
             await report(interaction, error)
+
+
+async def _delivered(showing: Awaitable[None]) -> None:
+    """Await ``showing`` (a reply being shown); Discord refusing to show it at all becomes a :class:`DeliveryError`.
+
+    The chat service then stores the reply as failed, so it never enters the history the model sees.
+    """
+    try:
+        await showing
+    except discord.HTTPException as error:
+        raise DeliveryError(f"{refusal(error, 'show my reply')} Please send your message again.") from error
 
 
 def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:

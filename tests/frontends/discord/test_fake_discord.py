@@ -109,6 +109,56 @@ async def test_reconnect_resumes_the_session(fake: FakeDiscord) -> None:
         assert len(fake.sessions) == 1
 
 
+async def test_gateway_outage_is_resumed_with_the_missed_events(fake: FakeDiscord) -> None:
+    """A socket closed with 4000 is resumed once the outage ends; a message sent meanwhile is replayed once."""
+    bot = make_bot()
+    resumed = asyncio.Event()
+    received: list[str] = []
+
+    async def on_resumed() -> None:
+        resumed.set()
+
+    async def on_message(message: discord.Message) -> None:
+        received.append(message.content)
+
+    bot.add_listener(on_resumed)
+    bot.add_listener(on_message)
+    async with running(bot, fake):
+        async with fake.gateway_outage(4000):
+            await fake.send_message(fake.channel.id, fake.alice, "while you were away")
+        await asyncio.wait_for(resumed.wait(), 5)
+        await fake.send_message(fake.channel.id, fake.alice, "welcome back")
+        await fake.wait_for(lambda: fake.sessions[0].connection, timeout=5)
+        for _ in range(50):
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert received == ["while you were away", "welcome back"]
+        assert len(fake.sessions) == 1
+
+
+async def test_gateway_outage_ending_the_session_makes_the_client_identify(fake: FakeDiscord) -> None:
+    """After a 4009 close the RESUME is refused (INVALID_SESSION); the client identifies anew and misses the gap."""
+    bot = make_bot()
+    received: list[str] = []
+
+    async def on_message(message: discord.Message) -> None:
+        received.append(message.content)
+
+    bot.add_listener(on_message)
+    async with running(bot, fake):
+        async with fake.gateway_outage(4009):
+            await fake.send_message(fake.channel.id, fake.alice, "lost")
+        await fake.wait_for(lambda: len(fake.sessions) == 2 and fake.sessions[1].ready, timeout=10)
+        await fake.send_message(fake.channel.id, fake.alice, "seen")
+        for _ in range(50):
+            if received:
+                break
+            await asyncio.sleep(0.02)
+        assert received == ["seen"]
+        assert fake.sessions[0].invalid
+
+
 # -- application commands ------------------------------------------------------------------
 
 
