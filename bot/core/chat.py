@@ -30,7 +30,7 @@ from bot.config import GenerationConfig
 from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.settings import ChannelSettings, Place
-from bot.errors import BotError, GenerationError, PromptError
+from bot.errors import BotError, GenerationError, PromptError, StoreError
 from bot.inference.scheduler import Ticket
 from bot.inference.types import FinishReason, Prompt, SamplingParams
 from bot.store import Conversation, MessageStatus, Role, Store, StoredMessage
@@ -456,9 +456,13 @@ class ChatService:
             return  # the reply being continued stays as it was
         text = reply.text.strip()
         tokens = len(reply.variant.builder.tokenizer.encode_plain(text)) if text else 0
-        await self.store.update_message(
-            reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
-        )
+        try:
+            await self.store.update_message(
+                reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
+            )
+        except StoreError:
+            reply.status = reply.stored.status  # not stored (busy, disk full): the row still says what it said
+            raise
 
     async def show_in(self, reply: Reply, external_ids: Sequence[int]) -> None:
         """Record that a finished reply is now shown in ``external_ids`` (its last edit added or removed parts)."""
