@@ -151,6 +151,11 @@ class Store:
 
         An existing conversation is returned as stored; the ids passed in do not change it.
         """
+        # A read first: an existing conversation then needs no write lock, so a busy database fails at the message
+        # being saved (which is what the person is told) rather than here.
+        existing = await self.get_conversation(key)
+        if existing is not None:
+            return existing
         async with self._use("open the conversation", write=True) as db:
             # ON CONFLICT DO NOTHING rather than check-then-insert: another process may create the row in between.
             await db.execute(

@@ -148,7 +148,10 @@ class Replies:
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
         except BotError as error:
-            await report(source, error)
+            if shown:  # the reply could not be stored (a full disk): its own final edit says so, after its text
+                shown[-1].renderer.error = error
+            else:
+                await report(source, error)
         finally:
             for item in shown:
                 await self._finish(item)
