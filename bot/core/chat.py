@@ -31,7 +31,7 @@ from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.sanitize import is_blank
 from bot.core.settings import ChannelSettings, Place
-from bot.errors import BotError, DeliveryError, GenerationError, PromptError, PromptTooLongError
+from bot.errors import BotError, DeliveryError, GenerationError, PromptError, PromptTooLongError, StoreError
 from bot.inference.scheduler import Ticket
 from bot.inference.telemetry import Outcome
 from bot.inference.types import FinishReason, Prompt, SamplingParams
@@ -473,9 +473,13 @@ class ChatService:
             return  # the reply being continued stays as it was
         text = reply.text.strip()
         tokens = len(reply.variant.builder.tokenizer.encode_plain(text)) if text else 0
-        await self.store.update_message(
-            reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
-        )
+        try:
+            await self.store.update_message(
+                reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
+            )
+        except StoreError:
+            reply.status = reply.stored.status  # not stored (busy, disk full): the row still says what it said
+            raise
 
     async def shown_in_part(self, reply: Reply) -> None:
         """The end of a finished reply could not be shown (the platform failed): it is stored ``partial``."""

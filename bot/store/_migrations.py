@@ -4,6 +4,13 @@
 kept in ``PRAGMA user_version`` (0 for a new file). Each migration runs in its own transaction together with the
 version bump, so a failed migration leaves the database exactly as it was.
 
+Foreign keys are off while migrations run (SQLite's documented procedure for schema changes,
+https://www.sqlite.org/lang_altertable.html#otheralter): with them on, dropping a table deletes the rows that refer
+to it through ``ON DELETE CASCADE``, so rebuilding ``conversations`` would empty ``messages``. A table is rebuilt in
+that procedure's order: create ``x_new``, copy the rows, drop ``x``, rename ``x_new`` to ``x``. (Renaming ``x`` away
+first repoints the other tables' references at the old name, which is then dropped.) ``PRAGMA foreign_key_check``
+runs before each commit, so a migration that leaves a row pointing at nothing is rolled back instead.
+
 To change the schema, append a new script to `MIGRATIONS`. Never edit one that has shipped: databases in the wild
 have already run it. That is also why the scripts spell out literal values (the CHECK lists below) instead of
 building them from the enums in ``_models``.
@@ -307,7 +314,10 @@ async def _user_version(db: aiosqlite.Connection) -> int:
 
 
 async def _apply(db: aiosqlite.Connection, version: int, script: str) -> bool:
-    """Run the migration that reaches `version`; False if another connection already did."""
+    """Run the migration that reaches `version`; False if another connection already did.
+
+    Foreign keys must be off (see the module docstring); the check that they still hold runs before the commit.
+    """
     # BEGIN IMMEDIATE takes the write lock first, so two processes opening the same file cannot both migrate.
     try:
         await db.execute("BEGIN IMMEDIATE")
@@ -319,7 +329,10 @@ async def _apply(db: aiosqlite.Connection, version: int, script: str) -> bool:
         async with db.execute("PRAGMA foreign_key_check") as cursor:
             violation = await cursor.fetchone()
         if violation is not None:
-            raise sqlite3.IntegrityError(f"foreign key violation in table {violation[0]!r}")
+            table, _, parent, _ = violation
+            raise sqlite3.IntegrityError(
+                f"it would leave rows of table {table!r} pointing at missing rows of {parent!r}; nothing was changed"
+            )
         # PRAGMA does not take parameters; `version` is an int we computed, never user input.
         await db.execute(f"PRAGMA user_version = {int(version)}")
         await db.commit()
@@ -329,10 +342,20 @@ async def _apply(db: aiosqlite.Connection, version: int, script: str) -> bool:
     return True
 
 
+async def _set_foreign_keys(db: aiosqlite.Connection, on: bool) -> None:
+    """Turn foreign key enforcement on or off; outside a transaction only (inside one SQLite ignores it)."""
+    await db.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    async with db.execute("PRAGMA foreign_keys") as cursor:
+        row = await cursor.fetchone()
+    if row is None or bool(row[0]) != on:
+        raise sqlite3.OperationalError(f"could not turn foreign keys {'on' if on else 'off'}")
+
+
 async def migrate(db: aiosqlite.Connection, path: str) -> int:
     """Apply every pending migration to `db` (the database at `path`) and return the resulting schema version.
 
-    Raises `StoreError` if the database is newer than this code or a migration fails.
+    Foreign keys are off while migrations run and on again when this returns (or raises). Raises `StoreError` if
+    the database is newer than this code or a migration fails (naming the table a migration would leave broken).
     """
     latest = latest_version()
     current = await _user_version(db)
@@ -341,11 +364,19 @@ async def migrate(db: aiosqlite.Connection, path: str) -> int:
             f"The database at {path} has schema version {current}, but this version of the bot only knows "
             f"versions up to {latest}. Upgrade the bot, or point it at another database file."
         )
-    for version in range(current + 1, latest + 1):
-        try:
-            applied = await _apply(db, version, MIGRATIONS[version - 1])
-        except sqlite3.Error as exc:
-            raise StoreError(f"Could not migrate the database at {path} to schema version {version}: {exc}") from exc
-        if applied:
-            _log.info("Migrated the database at %s to schema version %d", path, version)
+    if current == latest:
+        return current
+    await _set_foreign_keys(db, False)
+    try:
+        for version in range(current + 1, latest + 1):
+            try:
+                applied = await _apply(db, version, MIGRATIONS[version - 1])
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"Could not migrate the database at {path} to schema version {version}: {exc}"
+                ) from exc
+            if applied:
+                _log.info("Migrated the database at %s to schema version %d", path, version)
+    finally:
+        await _set_foreign_keys(db, True)
     return await _user_version(db)

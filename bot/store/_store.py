@@ -43,7 +43,7 @@ _log = logging.getLogger(__name__)
 
 _MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 5_000
-"""How long a statement waits for another process's write lock before failing."""
+"""How long a statement waits for another process's write lock before failing (then: "the database is busy")."""
 
 _HISTORY_STATUSES = (MessageStatus.OK.value, MessageStatus.PARTIAL.value)
 
@@ -153,6 +153,11 @@ class Store:
 
         An existing conversation is returned as stored; the ids passed in do not change it.
         """
+        # A read first: an existing conversation then needs no write lock, so a busy database fails at the message
+        # being saved (which is what the person is told) rather than here.
+        existing = await self.get_conversation(key)
+        if existing is not None:
+            return existing
         async with self._use("open the conversation", write=True) as db:
             # ON CONFLICT DO NOTHING rather than check-then-insert: another process may create the row in between.
             await db.execute(
@@ -348,8 +353,25 @@ class Store:
                     await db.rollback()
                     raise
             except sqlite3.Error as exc:
-                _log.exception("Could not %s in the database at %s", action, self._path)
-                raise StoreError(f"The database could not {action}.") from exc
+                raise _store_error(exc, action, self._path) from exc
+
+
+def _store_error(exc: sqlite3.Error, action: str, path: str) -> StoreError:
+    """The `StoreError` a user sees for a failed operation: a busy or full database says so, the rest is generic.
+
+    Busy and full are the operator's to fix (another program holding the write lock longer than the busy timeout,
+    no space left), so they are logged as one line; anything else is unexpected and logged with its traceback.
+    """
+    # The primary result code is the low byte: SQLITE_BUSY_SNAPSHOT and friends are busy too.
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        _log.warning("Could not %s: the database at %s is busy (%s)", action, path, exc)
+        return StoreError(f"The database is busy, so it could not {action}; please try again in a moment.")
+    if code == sqlite3.SQLITE_FULL:
+        _log.error("Could not %s: the database at %s or its disk is full (%s)", action, path, exc)
+        return StoreError(f"The database disk is full, so it could not {action}; the bot's operator has to free space.")
+    _log.exception("Could not %s in the database at %s", action, path)
+    return StoreError(f"The database could not {action}.")
 
 
 async def _link(db: aiosqlite.Connection, message_id: int, external_ids: Sequence[int]) -> None:

@@ -160,7 +160,10 @@ class Replies:
             _log.error("A reply in %s could not be shown and is stored as failed: %s", channel_id, error)
             await report(source, error)  # Discord may take this one: its failures often come and go
         except BotError as error:
-            await report(source, error)
+            if shown:  # the reply could not be stored (a full disk): its own final edit says so, after its text
+                shown[-1].renderer.error = error
+            else:
+                await report(source, error)
         finally:
             for item in shown:
                 await self._finish(item)
