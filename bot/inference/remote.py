@@ -79,6 +79,10 @@ class SSEDecoder:
     Lines end in CRLF, LF or CR (even split across reads); ``data`` lines are joined with
     newlines; a blank line dispatches the event; comments (``:``), ``id`` and ``retry`` are
     ignored (nothing reconnects); an unfinished event at the end of the stream is dropped.
+    A line without a colon is a field with an empty value, so a bare ``data`` (like ``data:``)
+    adds an empty line; the spec then dispatches an event whose data is the empty string (only
+    an event with no ``data`` field at all is not dispatched). Such an event carries no payload:
+    the stream reader skips it.
     """
 
     def __init__(self) -> None:
@@ -181,7 +185,9 @@ class _Reply:
             self.done = True
             return ""
         if event.event == "error":
-            raise GenerationError(f"The model server failed: {_shorten(event.data)}")
+            raise GenerationError(f"The model server failed: {_shorten(event.data) or 'unknown error'}")
+        if not event.data.strip():
+            return ""  # a bare `data` line: an event by the SSE rules, but nothing in it to parse
         try:
             parsed = _StreamEvent.model_validate_json(event.data)
         except ValidationError:
