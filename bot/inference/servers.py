@@ -79,7 +79,7 @@ class ServerPool:
     def failed(self, server: Server) -> None:
         """``server`` failed a request: skip it for ``retry_after`` seconds."""
         if server.down_until is None and len(self.servers) > 1:
-            _log.warning("Model server %s failed; skipping it for %.0f s", server.base_url, self.retry_after)
+            _log.warning("Model server %s failed; skipping it for %g s", server.base_url, self.retry_after)
         server.down_until = self._clock() + self.retry_after
 
     def answered(self, server: Server) -> None:
