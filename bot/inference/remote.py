@@ -369,6 +369,10 @@ class OpenAIBackend:
             await self._fresh.close()
             self._fresh = None
 
+    def healthy(self) -> bool:
+        """Started, not closing, and some server not marked down (so servers that went away show)."""
+        return self._session is not None and not self._closing and self.servers.up()
+
     def _request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.variant.model,

@@ -76,6 +76,10 @@ class ServerPool:
         # Past its pause a down server takes one request at a time until it has answered again.
         return server.down_until <= self._clock() and server.in_flight == 0
 
+    def up(self) -> bool:
+        """Whether some server is not marked down (the last request to it reached it)."""
+        return any(server.down_until is None for server in self.servers)
+
     def failed(self, server: Server) -> None:
         """``server`` failed a request: skip it for ``retry_after`` seconds."""
         if server.down_until is None and len(self.servers) > 1:

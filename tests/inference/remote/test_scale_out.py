@@ -127,6 +127,19 @@ async def test_cancelling_closes_the_stream_on_its_server(
     await first.aclose()  # type: ignore[attr-defined]
 
 
+async def test_healthy_while_one_server_is_up(
+    make_backend: MakeBackend, variant_for: Callable[..., ModelConfig], fake: FakeVLLM, prompt: Prompt
+) -> None:
+    """With one of two servers refusing, the backend is healthy; with both refusing, it is not."""
+    dead = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
+    half = await make_backend(variant_for(base_url=[dead[0], fake.base_url]))
+    await answer(half, prompt)
+    down = await make_backend(variant_for(base_url=dead))
+    with pytest.raises(GenerationError, match="cannot be reached"):
+        await answer(down, prompt)
+    assert (half.healthy(), down.healthy()) == (True, False)
+
+
 def test_config_takes_a_list_of_servers() -> None:
     """``base_url`` may list several servers; a single string stays valid."""
     fields = {"name": "r", "backend": "openai", "model": "m", "tokenizer": "/t"}
