@@ -64,8 +64,9 @@ class ModelConfig(_Section):
     """Tokens in the context window; default: the model's own (2048 for LLaMA-1)."""
     system_prompt: str | None = None
     """Overrides ``[generation] system_prompt`` for this variant."""
-    base_url: str | None = None
-    """``backend = "openai"``: the server's base URL, e.g. ``http://127.0.0.1:8000/v1``."""
+    base_url: str | tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+    """``backend = "openai"``: the server's base URL, e.g. ``http://127.0.0.1:8000/v1``, or a list of several servers
+    serving the same model (each request goes to the least-loaded healthy one)."""
     model: str | None = None
     """``backend = "openai"``: the model name the server knows (a LoRA adapter's name with vLLM)."""
     api_key_env: str | None = None
@@ -79,11 +80,20 @@ class ModelConfig(_Section):
     def _check_backend(self) -> ModelConfig:
         if self.backend == "openai" and (not self.base_url or not self.model):
             raise ValueError('backend = "openai" needs both base_url and model')
+        if isinstance(self.base_url, tuple) and len(set(self.base_url)) != len(self.base_url):
+            raise ValueError("base_url lists the same server twice")
         if self.backend == "openai" and self.tokenizer is None and "path" not in self.model_fields_set:
             raise ValueError('backend = "openai" needs tokenizer (or path): the local tokenizer the server uses')
         if self.adapter is not None and self.path.endswith(".gguf"):
             raise ValueError("a LoRA adapter cannot be applied to a .gguf file; convert it to a folder first")
         return self
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """``base_url`` as a tuple of servers (empty when unset)."""
+        if self.base_url is None:
+            return ()
+        return (self.base_url,) if isinstance(self.base_url, str) else self.base_url
 
     @property
     def resolved_prompt_format(self) -> PromptFormatName:

@@ -297,24 +297,26 @@ def check_database(path: str) -> Result:
 
 
 async def check_model_server(variant: ModelConfig) -> Result:
-    """A remote variant's server answers GET {base_url}/models; only a warning, since it may start later."""
-    assert variant.base_url is not None
-    url = variant.base_url.rstrip("/") + "/models"
+    """A remote variant's servers answer GET {base_url}/models; only a warning, since they may start later."""
     name = f"model {variant.name}"
     headers = {}
     if variant.api_key_env and os.environ.get(variant.api_key_env):
         headers["Authorization"] = f"Bearer {os.environ[variant.api_key_env]}"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=NETWORK_TIMEOUT)) as session,
-            session.get(url, headers=headers) as response,
-        ):
-            status = response.status
-    except (aiohttp.ClientError, TimeoutError, OSError) as error:
-        return warn(name, f"{url} cannot be reached ({type(error).__name__})", "start the model server")
-    if status >= 400:
-        return warn(name, f"{url} answered {status}", "check base_url and api_key_env")
-    return ok(name, f"{url} answers")
+    answering: list[str] = []
+    for base_url in variant.base_urls:
+        url = base_url.rstrip("/") + "/models"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=NETWORK_TIMEOUT)) as session,
+                session.get(url, headers=headers) as response,
+            ):
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            return warn(name, f"{url} cannot be reached ({type(error).__name__})", "start the model server")
+        if status >= 400:
+            return warn(name, f"{url} answered {status}", "check base_url and api_key_env")
+        answering.append(url)
+    return ok(name, f"{', '.join(answering)} answer" + ("s" if len(answering) == 1 else ""))
 
 
 # -- everything --------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.config import ModelConfig, cache_path
 from bot.errors import BotError, GenerationError, ModelLoadError, ShuttingDownError
+from bot.inference.servers import DEFAULT_RETRY_AFTER, Server, ServerPool
 from bot.inference.stops import StopMatcher
 from bot.inference.tokenizer import HFTokenizer
 from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams
@@ -79,6 +80,10 @@ class SSEDecoder:
     Lines end in CRLF, LF or CR (even split across reads); ``data`` lines are joined with
     newlines; a blank line dispatches the event; comments (``:``), ``id`` and ``retry`` are
     ignored (nothing reconnects); an unfinished event at the end of the stream is dropped.
+    A line without a colon is a field with an empty value, so a bare ``data`` (like ``data:``)
+    adds an empty line; the spec then dispatches an event whose data is the empty string (only
+    an event with no ``data`` field at all is not dispatched). Such an event carries no payload:
+    the stream reader skips it.
     """
 
     def __init__(self) -> None:
@@ -181,7 +186,9 @@ class _Reply:
             self.done = True
             return ""
         if event.event == "error":
-            raise GenerationError(f"The model server failed: {_shorten(event.data)}")
+            raise GenerationError(f"The model server failed: {_shorten(event.data) or 'unknown error'}")
+        if not event.data.strip():
+            return ""  # a bare `data` line: an event by the SSE rules, but nothing in it to parse
         try:
             parsed = _StreamEvent.model_validate_json(event.data)
         except ValidationError:
@@ -262,7 +269,13 @@ class OpenAIBackend:
 
     ``session`` is an aiohttp session to share (one is opened in :meth:`start` otherwise);
     ``tokenizer`` skips loading one (with ``variant.context_length`` it skips the files entirely);
-    ``timeout`` bounds connecting and each wait for the stream.
+    ``timeout`` bounds connecting and each wait for the stream; ``retry_after`` is how long a failed
+    server is skipped when the variant lists several (see :mod:`bot.inference.servers`).
+
+    A request that fails before any byte of the response arrived is sent again, never one whose
+    stream began: once on a fresh connection when the pooled keep-alive connection it went out on
+    had been closed by the server (llama.cpp's server closes it after a streamed reply, and aiohttp
+    may have pooled it a moment before), and on another server when one cannot be reached.
     """
 
     def __init__(
@@ -275,25 +288,26 @@ class OpenAIBackend:
         session: aiohttp.ClientSession | None = None,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         tokenizer: HFTokenizer | None = None,
+        retry_after: float = DEFAULT_RETRY_AFTER,
     ) -> None:
-        if variant.base_url is None or variant.model is None:
+        if not variant.base_urls or variant.model is None:
             raise ModelLoadError(f'model {variant.name!r}: backend = "openai" needs both base_url and model')
         self.name = variant.name
         self.variant = variant
         self.max_batch_size = max_batch_size
         self.send_token_ids = send_token_ids
-        self.url = variant.base_url.rstrip("/") + "/completions"
+        self.servers = ServerPool(variant.base_urls, retry_after=retry_after)
         self._cache_dir = cache_path(cache_dir)
         self._session = session
         self._owns_session = False
+        self._fresh: aiohttp.ClientSession | None = None
+        """For a request sent again: a new connection every time, never a pooled one."""
         self._timeout = timeout
         self._tokenizer = tokenizer
         self._context_length = variant.context_length
         self._headers: dict[str, str] = {}
         self._live: set[aiohttp.ClientResponse] = set()
         self._closing = False
-        self._reachable = True
-        """Whether the last request reached the server (it answered, whatever it said)."""
 
     @property
     def tokenizer(self) -> HFTokenizer:
@@ -315,7 +329,7 @@ class OpenAIBackend:
                 _log.warning(
                     "Model %s sets neither tokenizer nor path; using the embedded model's tokenizer, "
                     "which must be the one %s at %s uses",
-                    self.name, self.variant.model, self.variant.base_url,
+                    self.name, self.variant.model, ", ".join(self.variant.base_urls),
                 )  # fmt: skip
             tokenizer, context = await asyncio.to_thread(_load_tokenizer, self.variant, self._cache_dir)
             self._tokenizer = self._tokenizer or tokenizer
@@ -328,8 +342,11 @@ class OpenAIBackend:
         if self._session is None:
             self._session = aiohttp.ClientSession()
             self._owns_session = True
+        if self._fresh is None:
+            self._fresh = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
         self._closing = False
-        _log.info("Model %s is served by %s as %r", self.name, self.url, self.variant.model)
+        urls = ", ".join(server.url for server in self.servers.servers)
+        _log.info("Model %s is served by %s as %r", self.name, urls, self.variant.model)
 
     def _auth_headers(self) -> dict[str, str]:
         variable = self.variant.api_key_env
@@ -348,10 +365,13 @@ class OpenAIBackend:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session, self._owns_session = None, False
+        if self._fresh is not None:
+            await self._fresh.close()
+            self._fresh = None
 
     def healthy(self) -> bool:
-        """Started, not closing, and the last request reached the server (so a server that went away shows)."""
-        return self._session is not None and not self._closing and self._reachable
+        """Started, not closing, and some server not marked down (so servers that went away show)."""
+        return self._session is not None and not self._closing and self.servers.up()
 
     def _request_body(self, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -380,25 +400,26 @@ class OpenAIBackend:
         if len(prompt) >= self.context_length:
             raise GenerationError("The prompt fills the whole context window.")
         body = self._request_body(prompt, params)
+        server: Server | None = None
         response: aiohttp.ClientResponse | None = None
         try:
             try:
-                response = await self._session.post(self.url, json=body, headers=self._headers, timeout=self._timeout)
+                server, response = await self._post(body)
                 self._live.add(response)
-                self._reachable = True
-                await self._check(response)
-                async with contextlib.aclosing(self._stream(response, prompt.stop)) as chunks:
+                await self._check(server, response)
+                async with contextlib.aclosing(self._stream(server, response, prompt.stop)) as chunks:
                     async for chunk in chunks:
                         yield chunk
             except (aiohttp.ClientError, TimeoutError) as error:
-                if response is None:
-                    self._reachable = False
-                raise self._failure(error) from None
+                assert server is not None  # _post raises GenerationError itself
+                raise self._failure(server, error) from None
             except GenerationError:
                 if self._closing:
                     raise ShuttingDownError() from None
                 raise
         finally:
+            if server is not None:
+                server.in_flight -= 1
             if response is not None:
                 self._live.discard(response)
                 if response.content.at_eof():
@@ -406,20 +427,58 @@ class OpenAIBackend:
                 else:
                     response.close()  # the server sees the disconnect and aborts the request
 
-    async def _check(self, response: aiohttp.ClientResponse) -> None:
+    async def _post(self, body: dict[str, Any]) -> tuple[Server, aiohttp.ClientResponse]:
+        """Send the request; the server that answered (its ``in_flight`` counted) and the response's head.
+
+        Sent again only while no byte of a response has arrived (see the class docstring): a request is not
+        idempotent, but one the server never answered was not taken up either (the RFC 9112 retry rule).
+        """
+        assert self._session is not None and self._fresh is not None
+        server = self.servers.choose()
+        tried: list[Server] = []
+        fresh = False
+        while server is not None:
+            session = self._fresh if fresh else self._session
+            server.in_flight += 1
+            try:
+                return server, await session.post(server.url, json=body, headers=self._headers, timeout=self._timeout)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                server.in_flight -= 1
+                if _stale_connection(error) and not fresh and not self._closing:
+                    _log.info("%s closed a kept-alive connection (%s); sending again", server.url, type(error).__name__)
+                    fresh = True
+                    continue
+                failure = self._failure(server, error)
+                tried.append(server)
+                if not _unreachable(error) or self._closing or (server := self.servers.choose(tried)) is None:
+                    raise failure from None
+                fresh = False
+            except BaseException:
+                server.in_flight -= 1
+                raise
+        raise AssertionError("unreachable: the pool has at least one server")
+
+    async def _check(self, server: Server, response: aiohttp.ClientResponse) -> None:
         """Raise :class:`GenerationError` unless ``response`` is a 2xx event stream."""
         if response.status >= 400:
             body = b""
             while len(body) < _MAX_ERROR_BYTES and (piece := await response.content.read(_MAX_ERROR_BYTES - len(body))):
                 body += piece
             message = _error_message(body, response.reason)
-            _log.warning("%s answered %d for model %s: %s", self.url, response.status, self.name, message)
+            _log.warning("%s answered %d for model %s: %s", server.url, response.status, self.name, message)
+            if response.status >= 500:
+                self.servers.failed(server)
+            else:
+                self.servers.answered(server)
             what = "refused the request" if response.status < 500 else "failed"
             raise GenerationError(f"The model server {what} ({response.status}): {message}")
+        self.servers.answered(server)
         if response.content_type != "text/event-stream":
             raise GenerationError(f"The model server did not stream its answer (it sent {response.content_type}).")
 
-    async def _stream(self, response: aiohttp.ClientResponse, stops: Iterable[str]) -> AsyncGenerator[Chunk, None]:
+    async def _stream(
+        self, server: Server, response: aiohttp.ClientResponse, stops: Iterable[str]
+    ) -> AsyncGenerator[Chunk, None]:
         decoder = SSEDecoder()
         reply = _Reply(StopMatcher(tuple(stops)))
         async for data in response.content.iter_any():
@@ -435,13 +494,16 @@ class OpenAIBackend:
         if reply.finish is None:
             if self._closing:
                 raise ShuttingDownError()
-            _log.warning("The stream from %s for model %s ended without a finish reason", self.url, self.name)
+            _log.warning("The stream from %s for model %s ended without a finish reason", server.url, self.name)
+            self.servers.failed(server)
             raise GenerationError("The model server ended the reply early; please try again.")
         if not reply.stopped_here:
-            await self._read_tail(response, decoder, reply)
+            await self._read_tail(server, response, decoder, reply)
         yield reply.last_chunk()
 
-    async def _read_tail(self, response: aiohttp.ClientResponse, decoder: SSEDecoder, reply: _Reply) -> None:
+    async def _read_tail(
+        self, server: Server, response: aiohttp.ClientResponse, decoder: SSEDecoder, reply: _Reply
+    ) -> None:
         """After the finish reason: take the usage event and ``[DONE]``; the reply is complete whatever happens."""
         try:
             async with asyncio.timeout(_TAIL_TIMEOUT):
@@ -451,15 +513,28 @@ class OpenAIBackend:
                 if reply.done:
                     await response.content.read()  # the end of the body, so the connection can be reused
         except (aiohttp.ClientError, TimeoutError, GenerationError) as error:
-            _log.debug("After the finish reason from %s: %s: %s", self.url, type(error).__name__, error)
+            _log.debug("After the finish reason from %s: %s: %s", server.url, type(error).__name__, error)
 
-    def _failure(self, error: BaseException) -> GenerationError:
+    def _failure(self, server: Server, error: BaseException) -> GenerationError:
+        """The user's error for a connection failure or timeout on ``server``, which is marked down."""
         if self._closing:
             return ShuttingDownError()
+        self.servers.failed(server)
         # Only the class and str(): an aiohttp error's repr can hold the request headers, API key included.
-        _log.warning("Request to %s for model %s failed: %s: %s", self.url, self.name, type(error).__name__, error)
-        if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL):
+        _log.warning("Request to %s for model %s failed: %s: %s", server.url, self.name, type(error).__name__, error)
+        if _unreachable(error):
             return GenerationError("The model server cannot be reached; please try again later.")
         if isinstance(error, TimeoutError):
             return GenerationError("The model server took too long to answer; please try again.")
         return GenerationError("The connection to the model server broke off; please try again.")
+
+
+def _unreachable(error: BaseException) -> bool:
+    """No connection could be made: nothing was sent, so another server may take the request."""
+    return isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL)
+
+
+def _stale_connection(error: BaseException) -> bool:
+    """The connection broke before any byte of a response: the server had closed it while it sat in the pool."""
+    stale = aiohttp.ServerDisconnectedError | aiohttp.ClientConnectionResetError | aiohttp.ClientOSError
+    return isinstance(error, stale) and not _unreachable(error)

@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from bot.config import Config, ModelConfig
 from bot.core.engine import Engine
 from bot.inference.remote import OpenAIBackend
 from bot.inference.tokenizer import HFTokenizer
 from tests.fakediscord import FakeDiscord, Permission
-from tests.frontends.discord._helpers import chat, final_reply, first_thread
+from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
 from tests.frontends.discord.conftest import Running, run_bot
-from tests.inference.remote._fake_vllm import MODEL, FakeVLLM, stream
+from tests.inference.remote._fake_vllm import MODEL, FakeVLLM, stream, token
 from tests.inference.remote._fake_vllm import Reply as Streamed
 
 pytestmark = pytest.mark.timeout(60)
@@ -118,3 +119,27 @@ async def test_ask_answers_from_a_source_through_the_remote_server(
     assert "Sources" in answer["content"]
     tokenizer = remote.chat.engine.variant().builder.tokenizer
     assert contains(vllm.requests[-1].body["prompt"], tokenizer.encode_plain("BEGININSTRUCTION"))
+
+
+async def test_server_going_away_mid_reply_keeps_the_text_marked(
+    fake: FakeDiscord, remote: Running, vllm: FakeVLLM
+) -> None:
+    """The server stops mid-reply: the text so far stays, marked as broken off; once it is back the thread goes on."""
+    vllm.queue(Streamed([token("Once"), token(" upon")], then="drip"))
+    await chat(fake, "Tell me a story")
+    thread = await first_thread(fake)
+    shown = await fake.wait_for(lambda: (bot_messages(fake, thread.id) or [None])[0], timeout=20)
+    await fake.wait_for(lambda: fake.message(shown["id"])["content"].startswith("Once upon") or None, timeout=20)
+    await vllm.close()
+    marked = await fake.wait_for(lambda: ("⚠️" in (m := fake.message(shown["id"]))["content"] and m) or None, timeout=20)
+    assert marked["content"].startswith("Once upon")
+    assert marked["content"].endswith("⚠️ The connection to the model server broke off; please try again.")
+    back = FakeVLLM()
+    await back.start(URL(vllm.base_url).port or 0)
+    try:
+        back.queue(Streamed(stream(["Still", " here."])))
+        await fake.send_message(thread.id, fake.alice, "Are you there?")
+        replies = await final_reply(fake, thread.id, count=2)
+        assert replies[-1]["content"] == "Still here."
+    finally:
+        await back.close()

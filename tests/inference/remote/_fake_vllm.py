@@ -5,6 +5,11 @@ JSON, every field present, ``usage: null``), the last token's event carrying
 ``finish_reason``, then with ``stream_options.include_usage`` an event with ``choices: []``
 and the usage, then ``data: [DONE]\\n\\n``. A test queues the :class:`Reply` the next request
 gets; the server records each request and notices when a client goes away mid-stream.
+
+``drop`` makes it close connections unanswered, as a server does that closes a kept-alive
+connection while the client is already sending on it (llama.cpp's server after a streamed reply):
+``"reused"`` drops a request that arrives on a connection which already carried a reply, ``"all"``
+drops every request.
 """
 
 from __future__ import annotations
@@ -88,8 +93,8 @@ class Reply:
     raw_body: bytes | None = None
     """For an error status: a body that is not JSON (sent as ``content_type``)."""
     content_type: str = "text/event-stream"
-    then: Literal["end", "stall", "drip"] = "end"
-    """After the frames: end the body, send nothing more, or keep sending tokens every 10 ms."""
+    then: Literal["end", "stall", "drip", "cut"] = "end"
+    """After the frames: end the body, send nothing more, keep sending tokens every 10 ms, or close the connection."""
 
 
 @dataclass
@@ -106,7 +111,11 @@ class FakeVLLM:
     requests: list[Recorded] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
     base_url: str = ""
+    drop: Literal["never", "reused", "all"] = "never"
+    dropped: int = 0
+    """Requests closed unanswered."""
     _runner: web.AppRunner | None = None
+    _used: set[object] = field(default_factory=set)
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -128,6 +137,13 @@ class FakeVLLM:
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(Recorded(await request.json(), dict(request.headers)))
+        transport = request.transport
+        assert transport is not None
+        if self.drop == "all" or (self.drop == "reused" and transport in self._used):
+            self.dropped += 1
+            transport.close()  # no byte of a response: the client sees the server disconnect
+            return web.Response()
+        self._used.add(transport)
         reply = self.replies.popleft() if self.replies else Reply(stream(["Hello", "!"]))
         if reply.raw_body is not None:
             return web.Response(body=reply.raw_body, status=reply.status, content_type=reply.content_type)
@@ -140,6 +156,9 @@ class FakeVLLM:
                 await response.write(frame)
             if reply.then == "stall":
                 await asyncio.Event().wait()
+            if reply.then == "cut":
+                transport.close()
+                return response
             while reply.then == "drip":
                 await asyncio.sleep(0.01)
                 await response.write(token(" more"))

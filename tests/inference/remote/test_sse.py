@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from bot.inference.remote import ServerSentEvent, SSEDecoder
+from bot.inference.remote import OpenAIBackend, ServerSentEvent, SSEDecoder
+from bot.inference.types import Prompt, SamplingParams
+from tests.inference.remote._fake_vllm import DONE, FakeVLLM, Reply, token, usage
+from tests.inference.remote._util import collect, text_of
 
 
 def decode(*pieces: bytes) -> list[ServerSentEvent]:
@@ -45,3 +48,19 @@ def test_multibyte_text_split_across_reads() -> None:
     """A UTF-8 character cut between two reads comes out whole."""
     raw = "data: café ☕\n\n".encode()
     assert decode(raw[:10], raw[10:]) == [ServerSentEvent("message", "café ☕")]
+
+
+def test_bare_data_field_is_an_empty_line() -> None:
+    """``data`` with no colon and ``data:`` with nothing after it are fields with an empty value."""
+    assert decode(b"data\n\ndata:\n\n") == [ServerSentEvent("message", ""), ServerSentEvent("message", "")]
+
+
+def test_empty_data_lines_kept_between_others() -> None:
+    """Empty ``data`` fields add empty lines; only the buffer's last newline is removed."""
+    assert decode(b"data\ndata: x\ndata:\n\n") == [ServerSentEvent("message", "\nx\n")]
+
+
+async def test_stream_with_bare_data_lines_completes(backend: OpenAIBackend, fake: FakeVLLM, prompt: Prompt) -> None:
+    """Bare ``data`` and ``data:`` events inside a completions stream are skipped, not a malformed stream."""
+    fake.queue(Reply([token("Hel"), b"data:\n\n", b"data\r\n\r\n", token("lo", "stop"), usage(2), DONE]))
+    assert text_of(await collect(backend.generate(prompt, SamplingParams()))) == "Hello"
