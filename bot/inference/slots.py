@@ -111,11 +111,11 @@ class SlotCache:
         passes read the scattered rows with a gather until a later :meth:`keep` finishes the job.
         """
         order = list(positions)
-        self._slots = [self._slots[p] for p in order]
-        self.lengths = [self.lengths[p] for p in order]
         if not order:
             self.clear()
             return order
+        self._slots = [self._slots[p] for p in order]
+        self.lengths = [self.lengths[p] for p in order]
         try:
             self._compact()
         except (RuntimeError, MemoryError) as error:
@@ -127,8 +127,8 @@ class SlotCache:
 
     def clear(self) -> None:
         """Forget every sequence and free the storage (an idle worker holds no KV memory)."""
-        self._slots, self.lengths = [], []
         self._keys, self._values = [], []
+        self._slots, self.lengths = [], []  # last: an empty batch is the sign that the storage is gone
 
     # -- storage ----------------------------------------------------------------------------------
 
