@@ -200,10 +200,12 @@ def test_growing_keeps_the_rows_and_their_lengths():
     """A pass past the capacity grows the storage by blocks, one tensor at a time, keeping what rows hold."""
     kv = SlotCache(2, 1, limit=64, block=16)
     write(kv, list(kv.open(2)), 10, [1.0, 2.0])
+    kv._allocate = lambda shape, like: torch.full(shape, float("nan"))  # what fresh memory may hold
     write(kv, [0, 1], 10, [3.0, 4.0])
 
     assert kv.storage[0].shape[2] == 32
     assert kv.lengths == [20, 20]
+    assert torch.equal(kv.storage[0][:, :, 20:], torch.zeros(2, 1, 12, 2))  # the new columns are masked: zeros
     assert read(kv, [0, 1]) == [1.0, 2.0]
 
 
