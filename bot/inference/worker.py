@@ -17,15 +17,15 @@ import threading
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from transformers import DynamicCache, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from bot.config import ModelConfig
 from bot.errors import BotError, GenerationError, ShuttingDownError
 from bot.inference.loading import LoadedModel, load_model
 from bot.inference.sampling import sample_batch
+from bot.inference.slots import SlotCache
 from bot.inference.stops import StopMatcher
 from bot.inference.tokenizer import HFTokenizer, IncrementalDecoder
 from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams
@@ -36,7 +36,20 @@ _log = logging.getLogger(__name__)
 # older 5.x releases (the GPU image has 5.17) know only the old name.
 CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
 _CLOSE = object()
-_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)  # torch.OutOfMemoryError is a RuntimeError
+# torch.OutOfMemoryError is a RuntimeError; MemoryError is what a failed CPU allocation may raise instead.
+_ERRORS = (RuntimeError, ValueError, IndexError, TypeError, MemoryError)
+KV_BLOCK_TOKENS = 256
+"""The KV storage grows in steps of this many tokens (one layer at a time)."""
+OUT_OF_MEMORY_STARTING = "Out of memory while starting your reply; try a shorter message or later."
+OUT_OF_MEMORY_RUNNING = "The model ran out of memory on this request; try a shorter conversation."
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says the device (or the host) ran out of memory."""
+    if isinstance(error, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 class _Collector:
@@ -97,11 +110,14 @@ class _Row:
 
 @dataclass
 class _Batch:
-    """The running batch: its rows, their shared left-padded KV cache and attention mask."""
+    """The running batch: its rows, row ``i`` at batch position ``i`` of the KV slots."""
 
+    slots: SlotCache
     rows: list[_Row] = field(default_factory=list)
-    cache: Any = None
-    mask: torch.Tensor | None = None
+
+    def clear(self) -> None:
+        self.rows = []
+        self.slots.clear()
 
 
 class LocalBackend:
@@ -129,6 +145,8 @@ class LocalBackend:
         self._closing = False
         self._live: set[_Request] = set()
         self._eos: set[int] = set()
+        self.kv: SlotCache | None = None
+        """The running batch's KV storage (made at start; read it only for measurements and tests)."""
 
     # -- asyncio side -------------------------------------------------------------------------
 
@@ -159,6 +177,9 @@ class LocalBackend:
         self._eos = {*(eos if isinstance(eos, list) else [eos] if eos is not None else [])}
         if self._loaded.tokenizer.eos_token_id is not None:
             self._eos.add(self._loaded.tokenizer.eos_token_id)
+        if self.kv is None:
+            layers = int(self._loaded.model.config.num_hidden_layers)
+            self.kv = SlotCache(self.max_batch_size, layers, limit=self._loaded.context_length, block=KV_BLOCK_TOKENS)
         self._ensure_thread()
 
     async def close(self) -> None:
@@ -223,7 +244,9 @@ class LocalBackend:
                     self._fail(request, RuntimeError("the worker thread stopped"))
 
     def _serve(self) -> None:
-        batch = _Batch()
+        assert self.kv is not None
+        batch = _Batch(self.kv)
+        batch.clear()  # a restarted thread starts from nothing
         waiting: list[_Request] = []
         with torch.inference_mode():
             while True:
@@ -246,7 +269,7 @@ class LocalBackend:
                     in_flight += [r for r in admitted if r not in in_flight and r in self._live]
                     for request in in_flight:
                         self._fail(request, error)
-                    batch = _Batch()
+                    batch.clear()
 
     def _take_requests(self, batch: _Batch, waiting: list[_Request]) -> bool:
         """Move new requests from the inbox into ``waiting`` (blocking while idle); False to stop."""
@@ -270,11 +293,13 @@ class LocalBackend:
             self._live.discard(request)
         return request.cancelled
 
-    def _fail(self, request: _Request, error: BaseException) -> None:
+    def _fail(self, request: _Request, error: BaseException, *, starting: bool = False) -> None:
+        """Fail ``request`` alone; ``starting``: it failed joining the batch (its prefill or its KV slot)."""
         self._live.discard(request)
-        if isinstance(error, torch.OutOfMemoryError):
-            torch.cuda.empty_cache()
-            message = "The model ran out of memory on this request; try a shorter conversation."
+        if is_out_of_memory(error):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            message = OUT_OF_MEMORY_STARTING if starting else OUT_OF_MEMORY_RUNNING
         else:
             message = "The model failed while answering; please try again."
         _log.warning("Request failed in %s: %r", self.name, error)
@@ -297,7 +322,7 @@ class LocalBackend:
         return _Row(request, decoder, StopMatcher(request.prompt.stop), generator, seen)
 
     def _admit(self, batch: _Batch, requests: list[_Request]) -> None:
-        """Prefill ``requests`` together and merge them into the running batch."""
+        """Prefill ``requests`` together straight into free KV slots; the running rows are not touched."""
         rows: list[_Row] = []
         for request in requests:
             try:
@@ -307,102 +332,86 @@ class LocalBackend:
         if not rows:
             return
         try:
-            logits, cache, mask = self._prefill(rows)
+            logits = self._prefill(batch, rows)
         except _ERRORS as error:
             if len(rows) == 1:
-                self._fail(rows[0].request, error)
+                self._fail(rows[0].request, error, starting=True)
                 return
-            for row in rows:  # find the bad one: each alone
+            for row in rows:  # find the bad one (or, out of memory, the one too big to join): each alone
                 self._admit(batch, [row.request])
             return
-        self._merge(batch, rows, cache, mask)
+        batch.rows += rows
         self._emit(batch, rows, logits)
 
-    def _prefill(self, rows: list[_Row]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    def _prefill(self, batch: _Batch, rows: list[_Row]) -> torch.Tensor:
+        """Run the prompts of ``rows`` (right-padded) into new slots; their last logits. All or nothing."""
         device = self.loaded.device
-        width = max(len(row.request.prompt) for row in rows)
+        lengths = [len(row.request.prompt) for row in rows]
+        width = max(lengths)
         ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         for index, row in enumerate(rows):
-            tokens = row.request.prompt.token_ids
-            ids[index, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-            mask[index, width - len(tokens) :] = 1
-            row.length = len(tokens)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.loaded.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{CACHE_ARGUMENT: DynamicCache()},
-        )
-        return out.logits[:, -1, :], getattr(out, CACHE_ARGUMENT), mask
-
-    @staticmethod
-    def _merge(batch: _Batch, rows: list[_Row], cache: Any, mask: torch.Tensor) -> None:
-        """Append prefilled ``rows`` to the batch, left-padding whichever cache is shorter."""
-        if batch.mask is None:
-            batch.rows, batch.cache, batch.mask = rows, cache, mask
-            return
-        width = max(batch.mask.shape[1], mask.shape[1])
-        batch.cache = _cache_from(
-            [
-                (
-                    torch.cat([_left_pad(k1, width), _left_pad(k2, width)]),
-                    torch.cat([_left_pad(v1, width), _left_pad(v2, width)]),
-                )
-                for (k1, v1), (k2, v2) in zip(_layers_of(batch.cache), _layers_of(cache), strict=True)
-            ]
-        )
-        batch.mask = torch.cat([_left_pad_mask(batch.mask, width), _left_pad_mask(mask, width)])
-        batch.rows = batch.rows + rows
+            ids[index, : lengths[index]] = torch.tensor(row.request.prompt.token_ids, dtype=torch.long)
+            row.length = lengths[index]
+        mask = (torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
+        last = sorted(set(lengths))  # logits only where some row's prompt ends
+        positions = batch.slots.open(len(rows))
+        try:
+            out = self.loaded.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=torch.arange(width, device=device).expand(len(rows), -1),
+                use_cache=True,
+                logits_to_keep=torch.tensor([n - 1 for n in last], device=device),
+                **{CACHE_ARGUMENT: batch.slots.cache_for(positions, width)},
+            )
+        except BaseException:
+            batch.slots.discard_last(len(rows))
+            raise
+        batch.slots.extend(positions, lengths)
+        keep = torch.tensor([last.index(n) for n in lengths], device=device)
+        return out.logits[torch.arange(len(rows), device=device), keep, :]
 
     def _decode(self, batch: _Batch) -> None:
         """One decode step for every row; a failing step is split until the failing rows are found."""
-        assert batch.mask is not None
-        before = _layers_of(batch.cache)
-        mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
-        tokens = torch.tensor([[row.next_token] for row in batch.rows], device=mask.device)
+        everyone = list(range(len(batch.rows)))
         try:
-            logits = self._forward(tokens, mask, batch.cache)
+            logits = self._step(batch, everyone)
         except _ERRORS as error:
-            batch.cache = _cache_from(before)  # the failed forward may have grown some layers
             self._decode_isolating(batch, error)
             return
-        batch.mask = mask
         self._emit(batch, batch.rows, logits)
 
-    def _forward(self, tokens: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+    def _step(self, batch: _Batch, positions: list[int]) -> torch.Tensor:
+        """Feed each row at ``positions`` its next token; its logits. The slots only advance if it succeeds."""
+        device = self.loaded.device
+        lengths = torch.tensor([batch.slots.lengths[p] for p in positions], device=device)
+        width = int(lengths.max()) + 1
+        # Each row's tokens sit at columns [0, length); the new one goes at column ``length``.
+        mask = (torch.arange(width, device=device)[None, :] <= lengths[:, None]).long()
+        tokens = torch.tensor([[batch.rows[p].next_token] for p in positions], device=device)
         out = self.loaded.model(
             input_ids=tokens,
             attention_mask=mask,
-            position_ids=mask.sum(-1, keepdim=True) - 1,
+            position_ids=lengths[:, None],
             use_cache=True,
-            **{CACHE_ARGUMENT: cache},
+            **{CACHE_ARGUMENT: batch.slots.cache_for(positions, 1)},
         )
+        batch.slots.extend(positions, [1] * len(positions))
         return out.logits[:, -1, :]
 
     def _decode_isolating(self, batch: _Batch, error: Exception) -> None:
         """The slow path after a failed step: run halves until each failing row is alone, fail those."""
-        assert batch.mask is not None
-        layers = _layers_of(batch.cache)
-        results: dict[int, tuple[torch.Tensor, Any]] = {}
         everyone = list(range(len(batch.rows)))
         if len(everyone) == 1:  # the step that failed was this row alone
             self._fail(batch.rows[0].request, error)
-            batch.rows, batch.cache, batch.mask = [], None, None
+            batch.clear()
             return
+        results: dict[int, torch.Tensor] = {}
         pending = [everyone[: len(everyone) // 2], everyone[len(everyone) // 2 :]]  # the whole batch failed already
         while pending:
             indices = pending.pop()
-            where = torch.tensor(indices, device=batch.mask.device)
-            cache = _cache_from([(k.index_select(0, where), v.index_select(0, where)) for k, v in layers])
-            mask = batch.mask.index_select(0, where)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            tokens = torch.tensor([[batch.rows[i].next_token] for i in indices], device=mask.device)
             try:
-                logits = self._forward(tokens, mask, cache)
+                logits = self._step(batch, indices)
             except _ERRORS as failure:
                 if len(indices) == 1:
                     self._fail(batch.rows[indices[0]].request, failure)
@@ -410,28 +419,10 @@ class LocalBackend:
                     pending += [indices[: len(indices) // 2], indices[len(indices) // 2 :]]
                 continue
             for n, i in enumerate(indices):
-                results[i] = (logits[n : n + 1], [(k[n : n + 1], v[n : n + 1]) for k, v in _layers_of(cache)])
-        keep = sorted(results)
-        if not keep:
-            batch.rows, batch.cache, batch.mask = [], None, None
-            return
-        where = torch.tensor(keep, device=batch.mask.device)
-        batch.mask = torch.cat(
-            [
-                batch.mask.index_select(0, where),
-                torch.ones((len(keep), 1), dtype=batch.mask.dtype, device=batch.mask.device),
-            ],
-            dim=1,
-        )
-        batch.cache = _cache_from(
-            [
-                (torch.cat([results[i][1][layer][0] for i in keep]), torch.cat([results[i][1][layer][1] for i in keep]))
-                for layer in range(len(layers))
-            ]
-        )
-        batch.rows = [batch.rows[i] for i in keep]
-        _select(batch, list(range(len(keep))))
-        self._emit(batch, batch.rows, torch.cat([results[i][0] for i in keep]))
+                results[i] = logits[n : n + 1]
+        order = _select(batch, sorted(results))
+        if order:
+            self._emit(batch, batch.rows, torch.cat([results[i] for i in order]))
 
     def _emit(self, batch: _Batch, rows: Sequence[_Row], logits: torch.Tensor) -> None:
         """Sample the next token of ``rows`` (the last rows of the batch), publish text, drop finished rows."""
@@ -490,47 +481,8 @@ class LocalBackend:
         return tokens
 
 
-def _layers_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _cache_from(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
-    """A DynamicCache holding exactly these tensors (no copy)."""
-    cache = DynamicCache(ddp_cache_data=[(k[:, :, :0], v[:, :, :0]) for k, v in layers])
-    slots: list[Any] = list(cache.layers)
-    for layer, (keys, values) in zip(slots, layers, strict=True):
-        layer.keys, layer.values = keys, values
-    return cache
-
-
-def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    missing = width - tensor.shape[2]
-    if missing == 0:
-        return tensor
-    pad = tensor.new_zeros((*tensor.shape[:2], missing, *tensor.shape[3:]))
-    return torch.cat([pad, tensor], dim=2)
-
-
-def _left_pad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
-    missing = width - mask.shape[1]
-    return mask if missing == 0 else torch.cat([mask.new_zeros((mask.shape[0], missing)), mask], dim=1)
-
-
-def _select(batch: _Batch, keep: list[int]) -> None:
-    """Keep only rows ``keep`` and drop cache columns no row uses any more."""
-    assert batch.mask is not None
-    if not keep:
-        batch.rows, batch.cache, batch.mask = [], None, None
-        return
-    where = torch.tensor(keep, device=batch.mask.device)
-    mask = batch.mask.index_select(0, where)
-    used = mask.any(dim=0).nonzero()
-    start = int(used[0]) if used.numel() else 0
-    batch.rows = [batch.rows[i] for i in keep]
-    batch.mask = mask[:, start:]
-    batch.cache = _cache_from(
-        [
-            (k.index_select(0, where)[:, :, start:], v.index_select(0, where)[:, :, start:])
-            for k, v in _layers_of(batch.cache)
-        ]
-    )
+def _select(batch: _Batch, keep: list[int]) -> list[int]:
+    """Keep only rows ``keep`` (their KV slots too); returns them in their new order, as old indices."""
+    order = batch.slots.keep(keep)
+    batch.rows = [batch.rows[i] for i in order]
+    return order
