@@ -309,7 +309,8 @@ class ChatService:
         """Store ``content`` by ``author`` in conversation ``key`` and answer it; the reply is stored on exit.
 
         Yields ``None`` when there is nothing left to answer: a reply that ran while this one
-        waited for its turn already had the message in its prompt. ``key`` may be a
+        waited for its turn already had the message in its prompt, or the message (``external_id``) is stored
+        already (the platform delivered it twice). ``key`` may be a
         :data:`KeyFactory` for a conversation that does not exist yet: it is called once the
         request is admitted. Raises :class:`PromptTooLongError` or :class:`PromptError` before
         anything is stored, :class:`BusyError` when the queue is full.
@@ -321,6 +322,9 @@ class ChatService:
         if not isinstance(key, str):
             if content is None or dialogue is not None:
                 raise ValueError("a new conversation opens with a person's message and a plain dialogue")
+            if await self._stored_already(external_id):
+                yield None
+                return
             options = options or await self.options_for(guild_id, channel_id)
             variant = self.engine.variant(options.variant)
             async with self._open(
@@ -337,19 +341,32 @@ class ChatService:
             return
         async with self._lane(key) as lane:
             async with lane.record:  # the first await: messages take their place in the order they arrived
-                # The place's settings are read in turn too (``options`` None: from :meth:`options_for`).
-                options = options or await self.options_for(guild_id, channel_id)
-                variant = self.engine.variant(options.variant)
-                if content is None:
-                    conversation = await self.store.get_or_create_conversation(
-                        key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
-                    )
-                else:
-                    with self._reported(variant, author, key):
-                        self._alone(variant, author, content, options)
-                    conversation = await self._record(
-                        key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
-                    )
+                # Checked and stored under one hold of the lock, so a message delivered twice is stored once.
+                duplicate = await self._stored_already(external_id)
+                if not duplicate:
+                    # The place's settings are read in turn too (``options`` None: from :meth:`options_for`).
+                    options = options or await self.options_for(guild_id, channel_id)
+                    variant = self.engine.variant(options.variant)
+                    if content is None:
+                        conversation = await self.store.get_or_create_conversation(
+                            key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                        )
+                    else:
+                        with self._reported(variant, author, key):
+                            self._alone(variant, author, content, options)
+                        conversation = await self._record(
+                            key,
+                            variant,
+                            author,
+                            content,
+                            external_id=external_id,
+                            guild_id=guild_id,
+                            channel_id=channel_id,
+                        )
+            if duplicate:
+                yield None
+                return
+            assert options is not None
             async with lane.reply, AsyncExitStack() as stack:
                 reply: Reply | None = None
                 async with lane.record:
@@ -368,6 +385,13 @@ class ChatService:
                     return
                 async with self._finishing(reply, "new"):
                     yield reply
+
+    async def _stored_already(self, external_id: int | None) -> bool:
+        """Whether the platform message ``external_id`` is stored already (delivered twice): it is answered once."""
+        if external_id is None or await self.store.message_by_external_id(external_id) is None:
+            return False
+        _log.info("Message %d is stored already; it is not stored or answered again", external_id)
+        return True
 
     @asynccontextmanager
     async def _open(

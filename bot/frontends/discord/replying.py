@@ -36,6 +36,8 @@ _log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Seconds a shutdown waits for the replies in flight to be stored and shown."""
+HANDLED_MEMORY = 4096
+"""Message ids remembered as handled: enough for any redelivery (minutes apart at most), bounded in memory."""
 
 
 @dataclass(slots=True)
@@ -65,6 +67,8 @@ class Replies:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.claimed: set[int] = set()
         """Threads another feature answers in (scenes): the conversations cog leaves their messages alone."""
+        self._handled: dict[int, None] = {}
+        """The people's messages taken recently, oldest first (a dict keeps insertion order): see :meth:`first_time`."""
 
     async def stop_all(self, mark: str) -> None:
         """Stop every reply in flight (shutdown): each is stored and shown with ``mark``, then the rest ends."""
@@ -76,6 +80,20 @@ class Replies:
                 task.cancel()
             if waiting:
                 await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE)
+
+    def first_time(self, message_id: int) -> bool:
+        """Whether a person's message is seen for the first time; False for a second delivery of it.
+
+        Discord may deliver a MESSAGE_CREATE twice (after a resume); the store refuses a message it already holds
+        too (:meth:`ChatService.respond`), but this check costs no await, so the order of messages is kept.
+        """
+        if message_id in self._handled:
+            _log.info("Message %d was delivered again; it is answered once", message_id)
+            return False
+        self._handled[message_id] = None
+        if len(self._handled) > HANDLED_MEMORY:
+            del self._handled[next(iter(self._handled))]
+        return True
 
     def deleting(self, message_id: int) -> None:
         """The bot itself is deleting ``message_id`` (a regenerated scene turn's line): not a person's deletion."""
