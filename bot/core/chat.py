@@ -45,6 +45,8 @@ KeyFactory = Callable[[], Awaitable[str]]
 DialogueBuilder = Callable[[Sequence[StoredMessage], "ChatOptions"], Awaitable[Dialogue]]
 """Builds the dialogue of a conversation whose prompt is not the plain history (a scene: its sheet first), from
 the history :meth:`ChatService.respond` loaded; called in the conversation's turn, so what it reads is current."""
+AfterStored = Callable[[BaseException | None], Awaitable[None]]
+"""What the frontend does once a reply is stored (see :meth:`Reply.when_stored`)."""
 ParentLookup = Callable[[int], Awaitable[int | None]]
 """The channel a channel sits in (a thread's parent), or None; the frontend that knows provides it."""
 
@@ -94,6 +96,7 @@ class Reply:
         self.shown_in: list[int] = []
         self.stored: StoredMessage | None = None
         """The stored row of this reply (reserved when it starts, completed when it ends)."""
+        self._when_stored: list[AfterStored] = []
 
     @property
     def position(self) -> int:
@@ -114,6 +117,21 @@ class Reply:
         self.text = self.prefix + text
         if complete and self.finish_reason is None:
             self.finish_reason = FinishReason.STOP
+
+    def when_stored(self, callback: AfterStored) -> None:
+        """Run ``callback`` once the reply is stored, still in the conversation's turn: the frontend's last edit.
+
+        It gets the error that ended the reply's use, if any (a :class:`StoreError` when it could not be stored).
+        The next reply of the conversation waits for it, so a reply is shown whole before the next one appears.
+        """
+        self._when_stored.append(callback)
+
+    async def _stored(self, error: BaseException | None) -> None:
+        for callback in self._when_stored:
+            try:
+                await callback(error)
+            except Exception:
+                _log.exception("Showing the end of a reply failed")
 
     async def deltas(self) -> AsyncGenerator[str, None]:
         """The reply's text as it arrives; raises :class:`GenerationError` if the model fails."""
@@ -472,6 +490,20 @@ class ChatService:
 
     @asynccontextmanager
     async def _finishing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
+        """Store the reply however the frontend's use of it ends, then run its :meth:`Reply.when_stored` callbacks,
+        all inside the conversation's lane (the caller holds it)."""
+        try:
+            async with self._storing(reply, mode):
+                yield
+        except BaseException as error:
+            reply.ticket.release()  # the model is done with it: its slot is free while the frontend shows the end
+            await reply._stored(error)
+            raise
+        reply.ticket.release()
+        await reply._stored(None)
+
+    @asynccontextmanager
+    async def _storing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
         """Store the reply however the frontend's use of it ends."""
         try:
             yield
