@@ -45,6 +45,8 @@ KeyFactory = Callable[[], Awaitable[str]]
 DialogueBuilder = Callable[[Sequence[StoredMessage], "ChatOptions"], Awaitable[Dialogue]]
 """Builds the dialogue of a conversation whose prompt is not the plain history (a scene: its sheet first), from
 the history :meth:`ChatService.respond` loaded; called in the conversation's turn, so what it reads is current."""
+AfterStored = Callable[[BaseException | None], Awaitable[None]]
+"""What the frontend does once a reply is stored (see :meth:`Reply.when_stored`)."""
 ParentLookup = Callable[[int], Awaitable[int | None]]
 """The channel a channel sits in (a thread's parent), or None; the frontend that knows provides it."""
 
@@ -94,6 +96,7 @@ class Reply:
         self.shown_in: list[int] = []
         self.stored: StoredMessage | None = None
         """The stored row of this reply (reserved when it starts, completed when it ends)."""
+        self._when_stored: list[AfterStored] = []
 
     @property
     def position(self) -> int:
@@ -114,6 +117,21 @@ class Reply:
         self.text = self.prefix + text
         if complete and self.finish_reason is None:
             self.finish_reason = FinishReason.STOP
+
+    def when_stored(self, callback: AfterStored) -> None:
+        """Run ``callback`` once the reply is stored, still in the conversation's turn: the frontend's last edit.
+
+        It gets the error that ended the reply's use, if any (a :class:`StoreError` when it could not be stored).
+        The next reply of the conversation waits for it, so a reply is shown whole before the next one appears.
+        """
+        self._when_stored.append(callback)
+
+    async def _stored(self, error: BaseException | None) -> None:
+        for callback in self._when_stored:
+            try:
+                await callback(error)
+            except Exception:
+                _log.exception("Showing the end of a reply failed")
 
     async def deltas(self) -> AsyncGenerator[str, None]:
         """The reply's text as it arrives; raises :class:`GenerationError` if the model fails."""
@@ -309,7 +327,8 @@ class ChatService:
         """Store ``content`` by ``author`` in conversation ``key`` and answer it; the reply is stored on exit.
 
         Yields ``None`` when there is nothing left to answer: a reply that ran while this one
-        waited for its turn already had the message in its prompt. ``key`` may be a
+        waited for its turn already had the message in its prompt, or the message (``external_id``) is stored
+        already (the platform delivered it twice). ``key`` may be a
         :data:`KeyFactory` for a conversation that does not exist yet: it is called once the
         request is admitted. Raises :class:`PromptTooLongError` or :class:`PromptError` before
         anything is stored, :class:`BusyError` when the queue is full.
@@ -321,6 +340,9 @@ class ChatService:
         if not isinstance(key, str):
             if content is None or dialogue is not None:
                 raise ValueError("a new conversation opens with a person's message and a plain dialogue")
+            if await self._stored_already(external_id):
+                yield None
+                return
             options = options or await self.options_for(guild_id, channel_id)
             variant = self.engine.variant(options.variant)
             async with self._open(
@@ -337,19 +359,32 @@ class ChatService:
             return
         async with self._lane(key) as lane:
             async with lane.record:  # the first await: messages take their place in the order they arrived
-                # The place's settings are read in turn too (``options`` None: from :meth:`options_for`).
-                options = options or await self.options_for(guild_id, channel_id)
-                variant = self.engine.variant(options.variant)
-                if content is None:
-                    conversation = await self.store.get_or_create_conversation(
-                        key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
-                    )
-                else:
-                    with self._reported(variant, author, key):
-                        self._alone(variant, author, content, options)
-                    conversation = await self._record(
-                        key, variant, author, content, external_id=external_id, guild_id=guild_id, channel_id=channel_id
-                    )
+                # Checked and stored under one hold of the lock, so a message delivered twice is stored once.
+                duplicate = await self._stored_already(external_id)
+                if not duplicate:
+                    # The place's settings are read in turn too (``options`` None: from :meth:`options_for`).
+                    options = options or await self.options_for(guild_id, channel_id)
+                    variant = self.engine.variant(options.variant)
+                    if content is None:
+                        conversation = await self.store.get_or_create_conversation(
+                            key, guild_id=guild_id, channel_id=channel_id, owner_id=author.id
+                        )
+                    else:
+                        with self._reported(variant, author, key):
+                            self._alone(variant, author, content, options)
+                        conversation = await self._record(
+                            key,
+                            variant,
+                            author,
+                            content,
+                            external_id=external_id,
+                            guild_id=guild_id,
+                            channel_id=channel_id,
+                        )
+            if duplicate:
+                yield None
+                return
+            assert options is not None
             async with lane.reply, AsyncExitStack() as stack:
                 reply: Reply | None = None
                 async with lane.record:
@@ -368,6 +403,13 @@ class ChatService:
                     return
                 async with self._finishing(reply, "new"):
                     yield reply
+
+    async def _stored_already(self, external_id: int | None) -> bool:
+        """Whether the platform message ``external_id`` is stored already (delivered twice): it is answered once."""
+        if external_id is None or await self.store.message_by_external_id(external_id) is None:
+            return False
+        _log.info("Message %d is stored already; it is not stored or answered again", external_id)
+        return True
 
     @asynccontextmanager
     async def _open(
@@ -448,6 +490,20 @@ class ChatService:
 
     @asynccontextmanager
     async def _finishing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
+        """Store the reply however the frontend's use of it ends, then run its :meth:`Reply.when_stored` callbacks,
+        all inside the conversation's lane (the caller holds it)."""
+        try:
+            async with self._storing(reply, mode):
+                yield
+        except BaseException as error:
+            reply.ticket.release()  # the model is done with it: its slot is free while the frontend shows the end
+            await reply._stored(error)
+            raise
+        reply.ticket.release()
+        await reply._stored(None)
+
+    @asynccontextmanager
+    async def _storing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
         """Store the reply however the frontend's use of it ends."""
         try:
             yield

@@ -20,8 +20,8 @@ first user turn is the *scene sheet*, byte for byte the card's example::
 Public API (all pure: no Discord, no store, no tokenizer):
 
 - :class:`SceneCharacter` and :class:`Scene`: frozen values; :class:`Scene` validates itself and raises
-  :class:`~bot.errors.PromptError` with a short user-facing text (no characters, a name with a colon or a line
-  break, the same name twice, a human named like a character).
+  :class:`~bot.errors.PromptError` with a short user-facing text (no characters, an empty or too long name, the
+  same name twice, a human named like a character).
 - :func:`default_rules`: the card's six rules, the last one naming the characters.
 - :func:`scene_sheet`: the first user turn above.
 - :func:`scene_dialogue`: the :class:`~bot.core.messages.Dialogue` to hand to ``PromptBuilder.build`` (or to
@@ -31,6 +31,10 @@ Public API (all pure: no Discord, no store, no tokenizer):
 The card names a character twice: in full on the sheet (``Homer Simpson``) and by the name it speaks under in the
 rules, the opening and the model's lines (``Homer``). :attr:`SceneCharacter.full_name` holds the first when it
 differs; :attr:`SceneCharacter.name` is always the speaking name.
+
+Every name reaches the prompt as its :func:`~bot.core.sanitize.speaker_label` (no invisible characters, no colon,
+one line), and the stop strings and :class:`bot.core.script.ScriptParser` match that same label: the model writes
+the names it was shown, so a name like ``Dr: Wh\u200bo`` (shown as ``Dr Who``) still stops and parses.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.core.messages import ChatMessage, Dialogue
+from bot.core.sanitize import is_blank, speaker_label
 from bot.errors import PromptError
 
 CARD_RULES = (
@@ -98,22 +103,20 @@ class Scene:
             raise PromptError("A scene needs at least one character.")
         seen: set[str] = set()
         for name in [c.name for c in self.characters] + list(self.humans):
-            _check_name(name)
-            if name.strip().casefold() in seen:
-                raise PromptError(f"The name {name.strip()!r} appears twice in the scene; every name must differ.")
-            seen.add(name.strip().casefold())
-        for character in self.characters:
-            if character.full_name is not None and ("\n" in character.full_name or "\r" in character.full_name):
-                raise PromptError(f"The full name of {character.name} cannot contain a line break.")
+            label = _checked_label(name)
+            if label.casefold() in seen:
+                raise PromptError(f"The name {label!r} appears twice in the scene; every name must differ.")
+            seen.add(label.casefold())
 
 
-def _check_name(name: str) -> None:
-    if not name.strip():
+def _checked_label(name: str) -> str:
+    """The name's label in the prompt; refuses a name that shows nothing or is longer than the parser reads."""
+    if is_blank(name):
         raise PromptError("A name in the scene is empty.")
-    if ":" in name or "\n" in name or "\r" in name:
-        raise PromptError(f"The name {name.strip()!r} cannot contain a colon or a line break.")
-    if len(name.strip()) > MAX_NAME_LENGTH:
-        raise PromptError(f"The name {name.strip()[:20]!r}... is too long (at most {MAX_NAME_LENGTH} characters).")
+    label = speaker_label(name)
+    if len(label) > MAX_NAME_LENGTH:
+        raise PromptError(f"The name {label[:20]!r}... is too long (at most {MAX_NAME_LENGTH} characters).")
+    return label
 
 
 def _one_line(text: str) -> str:
@@ -129,13 +132,13 @@ def join_names(names: Sequence[str], conjunction: str) -> str:
 
 def default_rules(scene: Scene) -> tuple[str, ...]:
     """The card's six rules; the last one names the scene's characters (``... on behalf of Yoda or Homer, ...``)."""
-    names = join_names([c.name.strip() for c in scene.characters], "or")
+    names = join_names([speaker_label(c.name) for c in scene.characters], "or")
     return (*CARD_RULES, f"only generate text and actions on behalf of {names}, and never anyone else")
 
 
 def opening_instruction(scene: Scene) -> str:
     """The sheet's last line: the card's sentence for two characters or more, its one-character form otherwise."""
-    names = [c.name.strip() for c in scene.characters]
+    names = [speaker_label(c.name) for c in scene.characters]
     if len(names) == 1:
         return f"Generate a single line from {names[0]} to start, with one sentence."
     return f"Generate a single interaction between {join_names(names, 'and')} to start, with one sentence each."
@@ -144,10 +147,10 @@ def opening_instruction(scene: Scene) -> str:
 def scene_sheet(scene: Scene) -> str:
     """The scene's first user turn, laid out exactly as the card's example (no trailing newline)."""
     lines = ["Characters:"]
-    lines += [f"- {c.sheet_name.strip()}, {_one_line(c.description)}" for c in scene.characters]
+    lines += [f"- {speaker_label(c.sheet_name)}, {_one_line(c.description)}" for c in scene.characters]
     lines += [
         f"- USER/{human} - don't generate any speech or actions on behalf of {human}"
-        for human in (h.strip() for h in scene.humans)
+        for human in (speaker_label(h) for h in scene.humans)
     ]
     rules = default_rules(scene) if scene.rules is None else scene.rules
     if rules:
@@ -166,7 +169,7 @@ def human_stops(scene: Scene) -> tuple[str, ...]:
     ``Yoda: "Sit, young Jon: rest."``; only the line-start form is a stop. A human's name on the reply's very
     first line is caught by :class:`bot.core.script.ScriptParser`, whose ``Stop`` event tells the caller to cancel.
     """
-    return tuple(f"\n{human.strip()}:" for human in scene.humans)
+    return tuple(f"\n{speaker_label(human)}:" for human in scene.humans)
 
 
 def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str | None = None) -> Dialogue:
@@ -181,10 +184,10 @@ def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str
     joins the sheet's turn. ``system`` is the channel's system prompt (``None``: the format's default).
     ``extra_stops`` is :func:`human_stops`.
     """
-    sole = scene.humans[0].strip() if len(scene.humans) == 1 else None
+    sole = speaker_label(scene.humans[0]) if len(scene.humans) == 1 else None
     turns = [ChatMessage("user", scene_sheet(scene))]
     for message in messages:
-        name = message.name.strip() if message.name else None
+        name = speaker_label(message.name) if message.name and not is_blank(message.name) else None
         if message.role == "user" and name and name != sole:
             turns.append(ChatMessage("user", f"{name}: {message.content}"))
         else:
@@ -197,10 +200,10 @@ def speaker_names(scene: Scene) -> dict[str, str]:
     """Every name the model may write a character's line under, mapped to the character's speaking name.
 
     Pass it as ``aliases`` to :class:`bot.core.script.ScriptParser` (the full name ``Homer Simpson`` then counts
-    as ``Homer``).
+    as ``Homer``). The keys are the labels the prompt shows; the values the names as given, which the frontend knows.
     """
-    names = {c.name.strip(): c.name.strip() for c in scene.characters}
-    names.update({c.full_name.strip(): c.name.strip() for c in scene.characters if c.full_name})
+    names = {speaker_label(c.name): c.name.strip() for c in scene.characters}
+    names.update({speaker_label(c.full_name): c.name.strip() for c in scene.characters if c.full_name})
     return names
 
 

@@ -45,6 +45,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.core.sanitize import is_blank, speaker_label
 from bot.core.scenes import MAX_NAME_LENGTH, Scene, speaker_names
 
 _HEAD_LIMIT = MAX_NAME_LENGTH + 24
@@ -99,10 +100,10 @@ class ScriptParser:
     ) -> None:
         if not characters:
             raise ValueError("a script needs at least one character")
-        self._characters = {name.strip().casefold(): name.strip() for name in characters}
+        self._characters = {_key(name): name.strip() for name in characters}
         for alias, name in (aliases or {}).items():
-            self._characters.setdefault(alias.strip().casefold(), name.strip())
-        self._humans = {name.strip().casefold(): name.strip() for name in humans}
+            self._characters.setdefault(_key(alias), name.strip())
+        self._humans = {_key(name): name.strip() for name in humans}
         self._pending = ""
         self._at_line_start = True
         self._speaker: object = characters[0].strip()
@@ -206,7 +207,7 @@ class ScriptParser:
                 return None
             if after == wrapper.group(1):
                 consumed += 2
-        key = candidate.casefold()
+        key = _key(candidate)
         if key in self._humans:
             return _Head("human", self._humans[key], consumed)
         if key in self._characters:
@@ -228,4 +229,10 @@ def parse_script(
 
 def script_text(lines: Iterable[tuple[str, str]]) -> str:
     """Parsed blocks back to the script the model writes (``Yoda: "..."`` per block, one block per line)."""
-    return "\n".join(f"{character}: {text}" for character, text in lines)
+    return "\n".join(f"{speaker_label(character)}: {text}" for character, text in lines)
+
+
+def _key(name: str) -> str:
+    """How a name is matched: its prompt label (:func:`~bot.core.sanitize.speaker_label`), casefolded; the prompt
+    shows labels, so the model writes them."""
+    return speaker_label(name).casefold() if not is_blank(name) else ""

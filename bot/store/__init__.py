@@ -9,6 +9,7 @@ Open one `Store` in ``main()`` and pass it to whatever needs it::
 The schema lives in ``_migrations.py``; to change it, append a migration there.
 """
 
+from ._catchup import RecentConversation
 from ._characters import CharacterNameTaken, StoredCharacter
 from ._models import Conversation, MessageStatus, Role, StoredMessage
 from ._privacy import Purged, UserData
@@ -32,6 +33,7 @@ __all__ = [
     "Quiz",
     "QuizAnswer",
     "QuizScore",
+    "RecentConversation",
     "Role",
     "SceneHuman",
     "SceneMember",

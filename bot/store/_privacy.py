@@ -113,10 +113,11 @@ class Privacy:
     async def forget(self, user_id: int) -> UserData:
         """Delete what the store holds about ``user_id`` (see the module docstring) and return what went.
 
-        Their sources, the riddles they asked for, their quiz answers and votes, their place in scenes and the
-        characters they created (for everyone: from every scene too) go; their name leaves the riddles they solved
-        and the comparisons they ran. Deleted rows are overwritten on disk (``secure_delete``) and the write-ahead
-        log is emptied, so the text is really gone.
+        Their sources, the riddles and quizzes they asked for, their quiz answers and votes, their place in scenes
+        and the characters they created (for everyone: from every scene too) go; their name leaves the riddles they
+        solved, the comparisons they ran and the scenes they started (which stay for the others in them). Deleted
+        rows are overwritten on disk (``secure_delete``) and the write-ahead log is emptied, so the text is really
+        gone.
         """
         async with self._store._use("delete your data", write=True) as db:
             plan = await _plan(db, user_id)
@@ -247,6 +248,11 @@ async def _forget(db: aiosqlite.Connection, plan: _Plan, user_id: int) -> None:
     await db.execute("UPDATE riddles SET solved_by = 0, solved_by_name = 'someone' WHERE solved_by = ?", (user_id,))
     await db.execute("DELETE FROM scene_humans WHERE user_id = ?", (user_id,))  # their name in scene sheets
     await db.execute("DELETE FROM characters WHERE creator_id = ?", (user_id,))  # scene casts: ON DELETE CASCADE
+    # A scene they started stays for the others in it. 0 is "nobody" (as riddles' solved_by): the column is NOT NULL,
+    # and rebuilding the table for a nullable column would buy nothing a reader of the scene needs.
+    await db.execute("UPDATE scenes SET creator_id = 0 WHERE creator_id = ?", (user_id,))
+    # A quiz they asked for goes whole: its topic is their words. Its answers go with it (ON DELETE CASCADE).
+    await db.execute("DELETE FROM quizzes WHERE author_id = ?", (user_id,))
 
 
 async def _count(db: aiosqlite.Connection, sql: str, value: int) -> int:

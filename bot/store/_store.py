@@ -17,6 +17,7 @@ import aiosqlite
 
 from bot.errors import StoreError
 
+from ._catchup import CatchUp
 from ._characters import Characters
 from ._migrations import migrate
 from ._models import (
@@ -74,6 +75,7 @@ class Store:
         self.characters = Characters(self)
         self.scenes = Scenes(self)
         self.privacy = Privacy(self)
+        self.catchup = CatchUp(self)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str]) -> Store:

@@ -352,6 +352,13 @@ class FakeDiscord:
         await self._flush(written)
         return self._state.message_dict(message)
 
+    async def redeliver_message(self, message_id: int | str) -> None:
+        """Dispatch MESSAGE_CREATE once more for a message already posted (Discord may deliver one twice)."""
+        message = self._state.message(None, message_id)
+        with self._state.collect_dispatches() as written:
+            self._state._dispatch_message("MESSAGE_CREATE", message)
+        await self._flush(written)
+
     async def edit_message_as(self, message_id: int | str, content: str) -> dict[str, Any]:
         """The author of a message edits its text (MESSAGE_UPDATE)."""
         message = self._state.message(None, message_id)

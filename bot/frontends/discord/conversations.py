@@ -24,6 +24,7 @@ from discord.ext import commands
 
 from bot.core.chat import Author, ChatService
 from bot.core.sanitize import is_blank
+from bot.frontends.discord.catchup import missed_messages
 from bot.frontends.discord.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_CHANNEL,
@@ -185,11 +186,13 @@ class Conversations(commands.Cog):
         if key is not None:
             if is_blank(content):
                 return  # an attachment or sticker alone, only spaces, or no Message Content intent: nothing to answer
-            if not self._can_answer(channel, message) or not self.bot.access.admit(message, self.replies.spawn):
+            if not self.replies.first_time(message.id) or not self._can_answer(channel, message):
+                return
+            if not self.bot.access.admit(message, self.replies.spawn):
                 return
             await self.replies.answer(lambda: channel, author, content, key, message, external_id=message.id)
             return
-        if not mentioned or not isinstance(channel, discord.TextChannel):
+        if not mentioned or not isinstance(channel, discord.TextChannel) or not self.replies.first_time(message.id):
             return
         if not self._can_answer(channel, message, opening=True):
             return
@@ -228,6 +231,21 @@ class Conversations(commands.Cog):
                 self.replies.spawn(report(message, error))
             return False
         return True
+
+    @commands.Cog.listener()
+    async def on_shard_ready(self, shard_id: int) -> None:
+        """A new gateway session (a session Discord ended, or a start): answer what was written while away."""
+        self.replies.spawn(self._catch_up(shard_id))
+
+    async def _catch_up(self, shard_id: int) -> None:
+        """Pass each missed message through :meth:`on_message` (through every cog's, in order: see catchup.py)."""
+        for channel, messages in await missed_messages(self.bot, self.chat.store, shard_id):
+            if isinstance(channel, discord.Thread):
+                # The store knows it as a conversation: no message then waits for a lookup, so they keep their order.
+                self.adopted.add(channel.id)
+            for message in messages:
+                if not self.closing:
+                    self.bot.dispatch("message", message)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:

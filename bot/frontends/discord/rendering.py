@@ -91,6 +91,8 @@ class ReplyRenderer:
         self.gone = False
         """The reply's message was deleted (or its channel): nothing is shown any more."""
         self.error: BotError | None = None
+        self.cut = False
+        """Discord refused the last edit: what it shows stops short of the reply's end."""
         self._streaming = True
         self._closing = False
         self._reply: Reply | None = None

@@ -20,8 +20,9 @@ from typing import Any, Literal
 import discord
 
 from bot.core.chat import Author, ChatService, Reply
-from bot.errors import BotError, BusyError, DeliveryError, GenerationError, PromptError
+from bot.errors import BotError, BusyError, DeliveryError, GenerationError, PromptError, StoreError
 from bot.frontends.discord.feedback import (
+    NO_MENTIONS,
     TO_ANSWER_IN_A_THREAD,
     DiscordRefusal,
     refusal,
@@ -36,6 +37,8 @@ _log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 """Seconds a shutdown waits for the replies in flight to be stored and shown."""
+HANDLED_MEMORY = 4096
+"""Message ids remembered as handled: enough for any redelivery (minutes apart at most), bounded in memory."""
 
 
 @dataclass(slots=True)
@@ -46,6 +49,7 @@ class _Shown:
     renderer: ReplyRenderer
     key: str
     earlier: list[int]
+    finished: bool = False
 
 
 class Replies:
@@ -65,6 +69,8 @@ class Replies:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.claimed: set[int] = set()
         """Threads another feature answers in (scenes): the conversations cog leaves their messages alone."""
+        self._handled: dict[int, None] = {}
+        """The people's messages taken recently, oldest first (a dict keeps insertion order): see :meth:`first_time`."""
 
     async def stop_all(self, mark: str) -> None:
         """Stop every reply in flight (shutdown): each is stored and shown with ``mark``, then the rest ends."""
@@ -76,6 +82,20 @@ class Replies:
                 task.cancel()
             if waiting:
                 await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE)
+
+    def first_time(self, message_id: int) -> bool:
+        """Whether a person's message is seen for the first time; False for a second delivery of it.
+
+        Discord may deliver a MESSAGE_CREATE twice (after a resume); the store refuses a message it already holds
+        too (:meth:`ChatService.respond`), but this check costs no await, so the order of messages is kept.
+        """
+        if message_id in self._handled:
+            _log.info("Message %d was delivered again; it is answered once", message_id)
+            return False
+        self._handled[message_id] = None
+        if len(self._handled) > HANDLED_MEMORY:
+            del self._handled[next(iter(self._handled))]
+        return True
 
     def deleting(self, message_id: int) -> None:
         """The bot itself is deleting ``message_id`` (a regenerated scene turn's line): not a person's deletion."""
@@ -160,13 +180,11 @@ class Replies:
             _log.error("A reply in %s could not be shown and is stored as failed: %s", channel_id, error)
             await report(source, error)  # Discord may take this one: its failures often come and go
         except BotError as error:
-            if shown:  # the reply could not be stored (a full disk): its own final edit says so, after its text
-                shown[-1].renderer.error = error
-            else:
+            if not shown:  # else the reply could not be stored (a full disk): its own final edit said so
                 await report(source, error)
         finally:
             for item in shown:
-                await self._finish(item)
+                await self._finish(item)  # already done in the conversation's turn, unless that never came
             self._tasks.discard(task)
         return stored
 
@@ -183,7 +201,8 @@ class Replies:
 
         ``transform(text, finished)`` shapes what is shown; ``view(streaming)`` gives the buttons
         (default: none). Returns the renderer once the final edit is made; a model failure is shown
-        in the reply and raised.
+        in the reply and raised. A final edit Discord refuses is logged as an error, the renderer is marked
+        :attr:`~ReplyRenderer.cut`, and the asker is told privately (nothing is stored for a one-off reply).
         """
         original = await interaction.original_response()
         channel = interaction.channel
@@ -205,8 +224,13 @@ class Replies:
         finally:
             try:
                 await renderer.finish()
-            except discord.HTTPException:
-                _log.warning("Could not show the end of a reply", exc_info=True)
+            except discord.HTTPException as error:
+                # discord.py already retried what is worth retrying: the answer on screen stops short of its end.
+                _log.error(
+                    "The end of a one-off reply in %s could not be shown: %s", getattr(channel, "id", "?"), error
+                )
+                renderer.cut = True
+                await _say_cut(interaction, error)
             if task is not None:
                 self._tasks.discard(task)
         return renderer
@@ -232,7 +256,10 @@ class Replies:
         )
         self.in_flight[key] = renderer
         self.asked_by[key] = owner
-        shown.append(_Shown(reply, renderer, key, earlier))
+        item = _Shown(reply, renderer, key, earlier)
+        shown.append(item)
+        # The last edit is made in the conversation's turn, so the next reply never appears before this one's end.
+        reply.when_stored(lambda error: self._finish(item, error))
         if continuing:
             await self._retire_buttons(channel, earlier)
         elif not reuse:
@@ -244,15 +271,23 @@ class Replies:
         finally:
             reply.shown_in = earlier + renderer.message_ids
 
-    async def _finish(self, shown: _Shown) -> None:
-        """Once the reply is stored: its final edit, then where it is shown now (or its removal if deleted)."""
+    async def _finish(self, shown: _Shown, error: BaseException | None = None) -> None:
+        """Once the reply is stored: its final edit, then where it is shown now (or its removal if deleted).
+
+        ``error`` ended the reply's use; one from the store (the reply could not be stored) is shown on the reply.
+        """
+        if shown.finished:
+            return
+        shown.finished = True
         reply, renderer = shown.reply, shown.renderer
+        if isinstance(error, StoreError) and renderer.error is None:  # stored nothing (a full disk): it says so
+            renderer.error = error
         shown_whole = True
         try:
             await renderer.finish()
-        except discord.HTTPException as error:
+        except discord.HTTPException as refused:
             # discord.py already retried what is worth retrying (429s, 500/502/504): Discord shows an older edit.
-            _log.error("The end of a reply in %s could not be shown; it is stored as partial: %s", shown.key, error)
+            _log.error("The end of a reply in %s could not be shown; it is stored as partial: %s", shown.key, refused)
             shown_whole = False
         finally:
             if self.in_flight.get(shown.key) is renderer:
@@ -357,6 +392,18 @@ async def _delivered(showing: Awaitable[None]) -> None:
         await showing
     except discord.HTTPException as error:
         raise DeliveryError(f"{refusal(error, 'show my reply')} Please send your message again.") from error
+
+
+async def _say_cut(interaction: discord.Interaction[Any], error: discord.HTTPException) -> None:
+    """Tell the asker privately that the answer on screen is cut short, if Discord takes any message now.
+
+    A followup, not :func:`report`: the interaction's original response is the answer itself, not a "thinking…".
+    """
+    cut = DeliveryError(f"{refusal(error, 'show the end of my answer')} What you see is cut short; please ask again.")
+    try:
+        await interaction.followup.send(f"⚠️ {cut}", ephemeral=True, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException:
+        _log.warning("Could not tell the user that a reply was cut short", exc_info=True)
 
 
 def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:

@@ -306,8 +306,8 @@ class Scenes(commands.Cog):
             return
         assert self.bot.user is not None
         content = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
-        if not content:
-            return  # an attachment alone, or no Message Content intent
+        if not content or not self.replies.first_time(message.id):
+            return  # an attachment alone, no Message Content intent, or a second delivery of a message
         if not self.bot.access.serves(message) or not self.bot.access.admit(message, self.replies.spawn):
             return  # refused: silence (past the rate limit: one short reply per wait)
         # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
