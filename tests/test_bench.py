@@ -181,6 +181,22 @@ def test_synthetic_text_tokenizes_to_the_requested_length(
         assert len(tokenizer.encode_plain(text)) == length
 
 
+class SpaceLosingTokenizer:
+    """One token per character, and decoding loses leading spaces: re-encoding a cut gives fewer tokens."""
+
+    def encode_plain(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(chr(i) for i in ids).lstrip(" ")
+
+
+def test_synthetic_text_moves_a_cut_that_re_encodes_differently() -> None:
+    """When the decoded cut re-encodes to fewer tokens, the cut moves until the count is right."""
+    text = text_of_length(SpaceLosingTokenizer(), "  a b c d e f", 4)
+    assert text == "a b "
+
+
 def test_synthetic_text_fits_a_sentencepiece_tokenizer(llama_tokenizer: HFTokenizer) -> None:
     """With LLaMA-style pieces (a lost leading space on decode) the length is still within one token."""
     for index in range(5):
