@@ -106,10 +106,12 @@ def test_late_joiner_starts_long_before_the_running_batch_finishes(repeated: tup
 
 
 def test_eight_concurrent_beat_one_at_a_time(repeated: tuple[dict[str, Any], str]) -> None:
-    """With 8 concurrent requests the aggregate throughput is above the one-at-a-time baseline's."""
+    """With 8 concurrent requests the aggregate throughput is well above the one-at-a-time baseline's."""
     result = repeated[0]
     assert result["concurrent"]["aggregate_tokens_per_s"] > result["baseline"]["aggregate_tokens_per_s"]
-    assert result["speedup"] > 1
+    # Batching 8 rows costs this overhead-bound model about one row's step (~8x); serving them one by one
+    # would give about 1x, and noise from other processes can lift that a little: 2x tells them apart.
+    assert result["speedup"] > 2
 
 
 def test_lone_request_is_measured_on_an_idle_worker(repeated: tuple[dict[str, Any], str]) -> None:
