@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per request (default 64)")
     bench.add_argument("--baseline-requests", type=int, help="requests in the one-at-a-time baseline (default: all)")
     bench.add_argument(
+        "--repeat", type=int, default=1, help="run the whole measurement N times: medians and min-max (default 1)"
+    )
+    bench.add_argument(
         "--random-weights", choices=["llama-7b", "tiny"], help="a LLaMA-shaped model with random weights"
     )
     bench.add_argument("--load-4bit", action="store_true", help="with --random-weights: quantize it to nf4")
@@ -158,11 +161,11 @@ async def _run(args: argparse.Namespace) -> int:
 async def _bench(args: argparse.Namespace) -> int:
     from bot.bench import BenchOptions, bench_config, print_result, run_bench
 
-    for flag in ("concurrency", "requests", "prompt_tokens", "max_new_tokens"):
+    for flag in ("concurrency", "requests", "prompt_tokens", "max_new_tokens", "repeat"):
         if getattr(args, flag) <= 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive number")
     options = BenchOptions(
-        args.concurrency, args.requests, args.prompt_tokens, args.max_new_tokens, args.baseline_requests
+        args.concurrency, args.requests, args.prompt_tokens, args.max_new_tokens, args.baseline_requests, args.repeat
     )
     config, variant = bench_config(
         load_config(args.config),

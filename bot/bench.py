@@ -4,26 +4,39 @@ It drives the real scheduler and worker (not the model directly) with synthetic
 conversations of a fixed prompt length, each producing exactly ``max_new_tokens``
 (EOS is ignored), and reports one JSON object:
 
+- ``lone``: requests sent one by one to an idle worker: a lone request's time to first token;
 - ``concurrent``: the requests ``concurrency`` at a time: time to first token p50/p95,
   per-stream tokens/s p50, aggregate tokens/s;
 - ``baseline``: the same requests one at a time, and ``speedup`` = aggregate / baseline;
 - ``late_joiner``: the time to first token of a request arriving while ``concurrency - 1``
-  others are mid-generation, next to a lone request's (it should join the running batch);
-- ``memory``: peak process RSS, and peak GPU memory on a GPU.
+  others are mid-generation, next to the lone request's (it should join the running batch)
+  and to the time the running batch still needed to finish (``batch_remaining_s``);
+- ``memory``: peak process RSS, and peak GPU memory on a GPU, over the whole run;
+- ``load_average`` at start, ``repeat``, and ``spread``: with ``repeat`` > 1 the whole
+  measurement runs that many times on the same loaded model, every figure above is the
+  median of the runs and ``spread`` holds each figure's ``min`` and ``max`` (keyed by its
+  dotted path, e.g. ``concurrent.aggregate_tokens_per_s``).
+
+The synthetic prompts are text that tokenizes to the requested length, and their token
+ids are that text's, so a remote server sent text (``send_token_ids = false``) carries the
+same load as one sent ids. Every request in a run has a prompt of its own, so no prefix
+cache makes a later phase look faster than an earlier one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
+import random
 import resource
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from tqdm import tqdm
 
@@ -35,6 +48,8 @@ SEED_TEXT = (
     "The quick brown fox jumps over the lazy dog while the farmer counts his sheep and the "
     "children sing songs about rivers, mountains, stars and the long road home. "
 )
+BUSY_LOAD_PER_CPU = 0.5
+"""A 1-minute load average above this many per CPU before starting makes the bench warn: figures would be low."""
 
 
 @dataclass
@@ -66,6 +81,10 @@ class BenchOptions:
     max_new_tokens: int = 64
     baseline_requests: int | None = None
     """How many of the requests the one-at-a-time baseline runs (default: all)."""
+    repeat: int = 1
+    """How many times the whole measurement runs; each figure is then the median, with its min-max in ``spread``."""
+    lone_requests: int = 3
+    """How many requests the ``lone`` phase sends, one by one, to the idle worker."""
 
 
 @dataclass
@@ -95,18 +114,78 @@ def _percentile(values: list[float], percent: float) -> float:
     return values[low] + (values[high] - values[low]) * (rank - low)
 
 
-def synthetic_prompts(variant: Variant, count: int, length: int, vocab: int | None) -> list[Prompt]:
-    """``count`` distinct prompts of exactly ``length`` token ids (each starts with its own number)."""
-    tokenizer = variant.builder.tokenizer
-    base = tokenizer.encode_plain(SEED_TEXT * (length // 10 + 2))
+class TextTokenizer(Protocol):
+    """What building synthetic text needs from a tokenizer (:class:`~bot.inference.tokenizer.HFTokenizer` has it)."""
+
+    def encode_plain(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+def text_of_length(tokenizer: TextTokenizer, source: str, length: int) -> str:
+    """A prefix of ``source`` (as text) that tokenizes to ``length`` tokens, or ±1 where none does exactly.
+
+    The first ``length`` ids of ``source`` are decoded; re-encoding that text may give a different
+    count (a word cut in two, a sentencepiece tokenizer's lost leading space), so the cut moves by
+    the difference until the count is right.
+    """
+    ids = tokenizer.encode_plain(source)
+    if len(ids) < length:
+        raise ValueError(f"the source text has {len(ids)} tokens, fewer than {length}")
+    best: tuple[int, str] | None = None
+    take = length
+    for _ in range(8):
+        text = tokenizer.decode(ids[:take])
+        miss = length - len(tokenizer.encode_plain(text))
+        if best is None or abs(miss) < best[0]:
+            best = (abs(miss), text)
+        if miss == 0:
+            break
+        take = max(1, min(len(ids), take + miss))
+    assert best is not None
+    return best[1]
+
+
+def _source_text(index: int, words: int) -> str:
+    """Ordinary words in an order of their own for request ``index``: common tokens, no shared prefix."""
+    pool = SEED_TEXT.split()
+    order = random.Random(index)
+    chosen = [f"Request {index}:"]
+    while len(chosen) < words:
+        order.shuffle(pool)
+        chosen += pool
+    return " ".join(chosen)
+
+
+def synthetic_prompts(variant: Variant, count: int, length: int, vocab: int | None, *, first: int = 0) -> list[Prompt]:
+    """``count`` distinct prompts (numbered from ``first``) whose text tokenizes to ``length`` tokens (±1).
+
+    The token ids are the text's own, so the local worker and a server sent the text see the same
+    load; with ``vocab`` (a random-weight model smaller than the tokenizer) ids past it wrap around.
+    """
+    tokenizer = cast(TextTokenizer, variant.builder.tokenizer)
     prompts = []
-    for index in range(count):
-        ids = tokenizer.encode_plain(f"Request {index}: ") + base
+    for index in range(first, first + count):
+        # Every word is at least one token: length + 1 words always hold enough.
+        text = text_of_length(tokenizer, _source_text(index, length + 1), length)
+        ids = tokenizer.encode_plain(text)
         if vocab is not None:
             ids = [i if i < vocab else i % vocab for i in ids]
-        ids = ids[:length]
-        prompts.append(Prompt(f"<{length} synthetic tokens #{index}>", tuple(ids), ()))
+        prompts.append(Prompt(text, tuple(ids), ()))
     return prompts
+
+
+class _PromptSupply:
+    """Hands out fresh synthetic prompts: no two requests of a run share one."""
+
+    def __init__(self, variant: Variant, length: int, vocab: int | None) -> None:
+        self._variant, self._length, self._vocab = variant, length, vocab
+        self._next = 0
+
+    def take(self, count: int) -> list[Prompt]:
+        prompts = synthetic_prompts(self._variant, count, self._length, self._vocab, first=self._next)
+        self._next += count
+        return prompts
 
 
 async def _one(variant: Variant, user: str, prompt: Prompt, params: SamplingParams, progress: tqdm[Any]) -> Timing:
@@ -136,25 +215,36 @@ async def _phase(
     return Phase(list(timings), time.perf_counter() - start)
 
 
+@dataclass
+class LateJoin:
+    """A request arriving while others are mid-generation."""
+
+    ttft: float
+    batch_remaining: float
+    """From the joiner's arrival until the last of the others finished."""
+
+
 async def _late_joiner(
-    variant: Variant, prompts: list[Prompt], params: SamplingParams, others: int, progress: tqdm[Any]
-) -> float:
-    """TTFT of one request submitted once ``others`` requests are a quarter into their replies."""
-    started = [asyncio.Event() for _ in range(others)]
+    variant: Variant, others: list[Prompt], joiner: Prompt, params: SamplingParams, progress: tqdm[Any]
+) -> LateJoin:
+    """``joiner`` submitted once the ``others`` are a quarter into their replies."""
+    started = [asyncio.Event() for _ in others]
+    finished = [0.0 for _ in others]
     target = max(2, params.max_new_tokens // 4)
 
     async def background(index: int) -> None:
-        async with variant.scheduler.submit(f"bg{index}", prompts[index % len(prompts)], params) as ticket:
+        async with variant.scheduler.submit(f"bg{index}", others[index], params) as ticket:
             async for chunk in ticket.stream():
                 if chunk.completion_tokens >= target:
                     started[index].set()
+        finished[index] = time.perf_counter()
         started[index].set()
 
-    tasks = [asyncio.create_task(background(i)) for i in range(others)]
+    tasks = [asyncio.create_task(background(i)) for i in range(len(others))]
     await asyncio.gather(*(e.wait() for e in started))
-    joiner = await _one(variant, "late", prompts[-1], params, progress)
+    late = await _one(variant, "late", joiner, params, progress)
     await asyncio.gather(*tasks)
-    return joiner.ttft
+    return LateJoin(late.ttft, max(finished) - late.submitted)
 
 
 def _memory(engine: Engine) -> dict[str, float]:
@@ -177,6 +267,7 @@ def _environment(engine: Engine, variant: Variant) -> dict[str, Any]:
         device = torch.cuda.get_device_name(0)
     return {
         "device": device,
+        "cpus": cpu_count(),
         "cpu_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -188,38 +279,114 @@ def _environment(engine: Engine, variant: Variant) -> dict[str, Any]:
     }
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (what a load average is compared with)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def busy_warning(load: float, cpus: int) -> str | None:
+    """The warning to print when the 1-minute ``load`` says other work competes for the ``cpus``."""
+    if load <= BUSY_LOAD_PER_CPU * cpus:
+        return None
+    return (
+        f"warning: the machine is busy (1-minute load average {load:.2f} on {cpus} CPUs); "
+        "figures will be low and spread wide: measure on an idle machine"
+    )
+
+
+async def _measure(
+    variant: Variant, options: BenchOptions, supply: _PromptSupply, params: SamplingParams, progress: tqdm[Any]
+) -> dict[str, Any]:
+    """One whole measurement: every phase, with prompts no earlier request used."""
+    baseline_count = min(options.baseline_requests or options.requests, options.requests)
+    others = max(options.concurrency - 1, 1)
+    lone = await _phase(variant, supply.take(options.lone_requests), params, 1, progress)
+    baseline = await _phase(variant, supply.take(baseline_count), params, 1, progress)
+    concurrent = await _phase(variant, supply.take(options.requests), params, options.concurrency, progress)
+    late = await _late_joiner(variant, supply.take(others), supply.take(1)[0], params, progress)
+    figures: dict[str, Any] = {
+        "lone": lone.summary(),
+        "concurrent": concurrent.summary(),
+        "baseline": baseline.summary(),
+    }
+    lone_ttft = figures["lone"]["ttft_p50_s"]
+    figures["late_joiner"] = {
+        "ttft_s": round(late.ttft, 4),
+        "lone_ttft_s": lone_ttft,
+        "ratio": round(late.ttft / lone_ttft, 2) if lone_ttft else None,
+        "batch_remaining_s": round(late.batch_remaining, 4),
+    }
+    base_rate = figures["baseline"]["aggregate_tokens_per_s"]
+    aggregate = figures["concurrent"]["aggregate_tokens_per_s"]
+    figures["speedup"] = round(aggregate / base_rate, 2) if base_rate else None
+    return figures
+
+
+def _numbers(values: list[Any]) -> list[float] | None:
+    """``values`` if every one is a number (a figure), else ``None``."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values]
+    return None
+
+
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs' figures in the shape of one run, each the median over the runs."""
+
+    def median(values: list[Any]) -> Any:
+        if all(isinstance(v, dict) for v in values):
+            return {key: median([v.get(key) for v in values]) for key in values[0]}
+        numbers = _numbers(values)
+        if numbers is None or not numbers:
+            return values[0]  # not a figure (or missing in a run, like a ratio with no lone TTFT)
+        if min(numbers) == max(numbers):
+            return values[0]  # counts stay integers
+        return round(statistics.median(numbers), 4)
+
+    return cast(dict[str, Any], median(runs))
+
+
+def spread_of(runs: list[dict[str, Any]], prefix: str = "") -> dict[str, dict[str, float]]:
+    """``{figure: {"min": .., "max": ..}}`` over the runs, each figure named by its dotted path."""
+    spread: dict[str, dict[str, float]] = {}
+    for key in runs[0]:
+        values = [run.get(key) for run in runs]
+        if all(isinstance(v, dict) for v in values):
+            spread.update(spread_of(cast(list[dict[str, Any]], values), f"{prefix}{key}."))
+        elif (numbers := _numbers(values)) is not None:
+            spread[prefix + key] = {"min": min(numbers), "max": max(numbers)}
+    return spread
+
+
 async def run_bench(config: Config, options: BenchOptions, *, variant_name: str | None = None) -> dict[str, Any]:
-    """Load the variant, warm up, run the phases; the JSON-ready result."""
+    """Load the variant, warm up, run the whole measurement ``options.repeat`` times; the JSON-ready result."""
+    load = os.getloadavg()
+    if (warning := busy_warning(load[0], cpu_count())) is not None:
+        print(warning, file=sys.stderr)
     engine = await Engine.start(config, names=[variant_name or config.default_model.name])
     try:
         variant = engine.variant(variant_name)
         loaded = getattr(variant.backend, "loaded", None)
         vocab = int(loaded.model.config.vocab_size) if loaded is not None else None
-        prompts = synthetic_prompts(variant, options.requests + 1, options.prompt_tokens, vocab)
+        supply = _PromptSupply(variant, options.prompt_tokens, vocab)
         params = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=0.0, ignore_eos=True)
         baseline_count = min(options.baseline_requests or options.requests, options.requests)
-        total = 1 + baseline_count + options.requests + 1
-        with tqdm(total=total, desc="bench", unit="req", file=sys.stderr) as progress:
-            await _one(variant, "warmup", prompts[0], SamplingParams(max_new_tokens=4, ignore_eos=True), progress)
-            baseline = await _phase(variant, prompts[:baseline_count], params, 1, progress)
-            concurrent = await _phase(variant, prompts[: options.requests], params, options.concurrency, progress)
-            late = await _late_joiner(variant, prompts, params, max(options.concurrency - 1, 1), progress)
-        lone = baseline.summary()["ttft_p50_s"]
-        result: dict[str, Any] = {
+        per_run = options.lone_requests + baseline_count + options.requests + 1
+        runs = []
+        with tqdm(total=1 + options.repeat * per_run, desc="bench", unit="req", file=sys.stderr) as progress:
+            # A whole reply, not a few tokens: kernels are picked per shape, and every cache length a lone
+            # request reaches would otherwise be a first time in the first phase, and slow it.
+            await _one(variant, "warmup", supply.take(1)[0], params, progress)
+            for _ in range(options.repeat):
+                runs.append(await _measure(variant, options, supply, params, progress))
+        return {
             "options": asdict(options),
             "environment": _environment(engine, variant),
-            "concurrent": concurrent.summary(),
-            "baseline": baseline.summary(),
-            "late_joiner": {
-                "ttft_s": round(late, 4),
-                "lone_ttft_s": lone,
-                "ratio": round(late / lone, 2) if lone else None,
-            },
+            "load_average": {"1min": round(load[0], 2), "5min": round(load[1], 2), "15min": round(load[2], 2)},
+            "repeat": options.repeat,
+            **median_figures(runs),
+            "spread": spread_of(runs),
             "memory": _memory(engine),
         }
-        base_rate = result["baseline"]["aggregate_tokens_per_s"]
-        result["speedup"] = round(result["concurrent"]["aggregate_tokens_per_s"] / base_rate, 2) if base_rate else None
-        return result
     finally:
         await engine.close()
 
@@ -256,12 +423,24 @@ def bench_config(
 def print_result(result: dict[str, Any], *, as_json: bool) -> None:
     """One JSON object (``--json``), or a short human summary followed by it."""
     if not as_json:
-        c, b, late = result["concurrent"], result["baseline"], result["late_joiner"]
+
+        def figure(name: str) -> str:
+            """The median of a dotted-path figure, and with ``--repeat`` the runs' range after it."""
+            value: Any = result
+            for key in name.split("."):
+                value = value[key]
+            low_high = result["spread"].get(name)
+            if result["repeat"] == 1 or low_high is None:
+                return str(value)
+            return f"{value} ({low_high['min']}-{low_high['max']})"
+
         print(
-            f"{result['environment']['device']}: {c['aggregate_tokens_per_s']} tok/s aggregate at "
-            f"{result['options']['concurrency']} concurrent vs {b['aggregate_tokens_per_s']} one at a time "
-            f"({result['speedup']}x); TTFT p50 {c['ttft_p50_s']} s, p95 {c['ttft_p95_s']} s; late joiner "
-            f"{late['ttft_s']} s vs lone {late['lone_ttft_s']} s; peak RSS {result['memory']['peak_rss_mb']} MB",
+            f"{result['environment']['device']}, median of {result['repeat']}: "
+            f"{figure('concurrent.aggregate_tokens_per_s')} tok/s aggregate at "
+            f"{result['options']['concurrency']} concurrent vs {figure('baseline.aggregate_tokens_per_s')} one at "
+            f"a time (speed-up {figure('speedup')}); TTFT p50 {figure('concurrent.ttft_p50_s')} s, "
+            f"p95 {figure('concurrent.ttft_p95_s')} s; late joiner {figure('late_joiner.ttft_s')} s vs lone "
+            f"{figure('lone.ttft_p50_s')} s; peak RSS {result['memory']['peak_rss_mb']} MB",
             file=sys.stderr,
         )
     print(json.dumps(result, indent=None if as_json else 2))
