@@ -201,7 +201,8 @@ class Replies:
 
         ``transform(text, finished)`` shapes what is shown; ``view(streaming)`` gives the buttons
         (default: none). Returns the renderer once the final edit is made; a model failure is shown
-        in the reply and raised. A final edit Discord refuses is logged as an error, the renderer is marked
+        in the reply and raised (one with no text shown yet is told to the asker alone, and the public answer
+        goes). A final edit Discord refuses is logged as an error, the renderer is marked
         :attr:`~ReplyRenderer.cut`, and the asker is told privately (nothing is stored for a one-off reply).
         """
         original = await interaction.original_response()
@@ -221,6 +222,13 @@ class Replies:
         try:
             await renderer.start(reply)
             await renderer.stream(reply)
+        except GenerationError as error:
+            if not reply.text.strip():
+                # Nothing of the answer was shown: the failure is the asker's to read, not the channel's. report()
+                # deletes the public answer, so the renderer has nothing left to show.
+                renderer.gone = True
+                await report(interaction, error)
+            raise
         finally:
             try:
                 await renderer.finish()
