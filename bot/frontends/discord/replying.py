@@ -181,7 +181,10 @@ class Replies:
             await report(source, error)  # Discord may take this one: its failures often come and go
         except BotError as error:
             if not shown:  # else the reply could not be stored (a full disk): its own final edit said so
-                await report(source, error)
+                # A new conversation that could not be stored (a busy database): the caller removes what it opened,
+                # so a slash command's prompt comes back as a file.
+                stored = isinstance(key, str)
+                await report(source, error, returned=None if stored or interaction is None else content)
         finally:
             for item in shown:
                 await self._finish(item)  # already done in the conversation's turn, unless that never came
