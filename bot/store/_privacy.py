@@ -39,7 +39,10 @@ class UserData:
     sources: int = 0
     riddles: int = 0
     """Riddles they asked for."""
+    quizzes: int = 0
+    """Quizzes they asked for: deleted with everyone's answers (the topic is their words)."""
     quiz_answers: int = 0
+    """Their answers to other people's quizzes (those to their own quizzes go with the quiz)."""
     votes: int = 0
     scenes: int = 0
     """Scenes they take part in."""
@@ -55,6 +58,7 @@ class UserData:
                 self.conversations,
                 self.sources,
                 self.riddles,
+                self.quizzes,
                 self.quiz_answers,
                 self.votes,
                 self.scenes,
@@ -96,7 +100,13 @@ class Privacy:
         """What :meth:`forget` would delete for ``user_id`` now; nothing changes."""
         async with self._store._use("look up your data") as db:
             plan = await _plan(db, user_id)
-            quiz_answers = await _count(db, "SELECT COUNT(*) FROM quiz_answers WHERE user_id = ?", user_id)
+            # Counted as forget counts them: their answers to their own quizzes go with the quiz, not one by one.
+            quiz_answers = await _count(
+                db,
+                "SELECT COUNT(*) FROM quiz_answers WHERE user_id = ?1"
+                " AND quiz_id NOT IN (SELECT id FROM quizzes WHERE author_id = ?1)",
+                user_id,
+            )
             votes = await _count(db, "SELECT COUNT(*) FROM votes WHERE voter_id = ?", user_id)
         return replace(plan.counts, quiz_answers=quiz_answers, votes=votes)
 
@@ -203,6 +213,7 @@ async def _plan(db: aiosqlite.Connection, user_id: int) -> _Plan:
         plan.messages += _theirs(messages, user_id)
     sources = await _count(db, "SELECT COUNT(*) FROM sources WHERE author_id = ?", user_id)
     riddles = await _count(db, "SELECT COUNT(*) FROM riddles WHERE author_id = ?", user_id)
+    quizzes = await _count(db, "SELECT COUNT(*) FROM quizzes WHERE author_id = ?", user_id)
     scenes = await _count(db, "SELECT COUNT(*) FROM scene_humans WHERE user_id = ?", user_id)
     names = await db.execute_fetchall("SELECT name FROM characters WHERE creator_id = ? ORDER BY name_key", (user_id,))
     plan.counts = UserData(
@@ -210,6 +221,7 @@ async def _plan(db: aiosqlite.Connection, user_id: int) -> _Plan:
         conversations=len(plan.whole),
         sources=sources,
         riddles=riddles,
+        quizzes=quizzes,
         scenes=scenes,
         characters=tuple(str(row[0]) for row in names),
     )

@@ -216,6 +216,7 @@ class RestApi:
         self.route("GET", rf"/guilds/{guild}/members/" + _ID.format("user"), self.get_member)
         self.route("GET", rf"/channels/{channel}", self.get_channel)
         self.route("PATCH", rf"/channels/{channel}", self.patch_channel)
+        self.route("DELETE", rf"/channels/{channel}", self.delete_channel)
         self.route("GET", rf"/channels/{channel}/messages", self.get_messages)
         self.route("POST", rf"/channels/{channel}/messages", self.post_message)
         self.route("GET", rf"/channels/{channel}/messages/{message}", self.get_message)
@@ -359,6 +360,15 @@ class RestApi:
     async def patch_channel(self, request: ApiRequest) -> Any:
         channel = self._state.update_channel(self._bot_channel(request), request.body())
         return _payloads.channel_payload(self._state, channel)
+
+    async def delete_channel(self, request: ApiRequest) -> Any:
+        """Only threads here: deleting one needs Manage Threads (a thread's creator may not delete it either)."""
+        channel = self._bot_channel(request)
+        if not channel.is_thread or not self._bot_has(channel, Permission.MANAGE_THREADS):
+            raise ApiError(403, 50013, "Missing Permissions")
+        payload = _payloads.channel_payload(self._state, channel)
+        self._state.delete_thread(channel)
+        return payload
 
     # -- messages ------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ After a RESUME Discord replays what the bot missed; after a new session (IDENTIF
 restart) it does not. So on every new session the conversations cog reads, for each conversation active lately, the
 thread's (or DM's) history after the newest person's message the store knows there, and passes the people's
 messages it finds through its ``on_message``, in order, as if they had just arrived: access rules, blocked users,
-rate limits and the duplicate guard apply as to any message.
+rate limits and the duplicate guard apply as to any message. History carries no member data, so each author is
+first resolved to the server member they are (their roles decide ``[access] allowed_roles``).
 
 Bounded: conversations with a message in the last :data:`WINDOW` seconds, at most :data:`CONVERSATIONS` of them,
 and :data:`MESSAGES` messages read from each.
@@ -38,6 +39,7 @@ async def missed_messages(
 ) -> list[tuple[discord.abc.Messageable, list[discord.Message]]]:
     """The people's messages (oldest first) after what the store knows, in each recent conversation of the shard."""
     found: list[tuple[discord.abc.Messageable, list[discord.Message]]] = []
+    members: dict[tuple[int, int], discord.Member | None] = {}
     for recent in await store.catchup.recent(time.time() - WINDOW, limit=CONVERSATIONS):
         anchor = _anchor(recent)
         if anchor is None or not _on_shard(bot, recent.guild_id, shard_id):
@@ -54,10 +56,36 @@ async def missed_messages(
             _log.info("Could not read what was missed in %s: %s", recent.key, error)
             continue
         people = [m for m in history if not m.author.bot]
+        await _as_members(people, members)
         if people:
             _log.info("%d message(s) in %s arrived while the bot was away; answering them", len(people), recent.key)
             found.append((channel, people))
     return found
+
+
+async def _as_members(messages: list[discord.Message], known: dict[tuple[int, int], discord.Member | None]) -> None:
+    """Make each server message's author the member they are, roles included, as on a live message.
+
+    Messages read from REST history carry no member data, and the bot has no members intent to fill its cache, so
+    their authors are plain users with no roles: ``[access] allowed_roles`` would refuse everyone. Each author is
+    looked up once per catch-up (``known``): the cache first, then Discord. One who left the server stays a user.
+    """
+    for message in messages:
+        guild = message.guild
+        if guild is None or isinstance(message.author, discord.Member):
+            continue
+        key = (guild.id, message.author.id)
+        if key not in known:
+            member = guild.get_member(message.author.id)
+            if member is None:
+                try:
+                    member = await guild.fetch_member(message.author.id)
+                except discord.HTTPException as error:
+                    _log.info("Could not look up member %d of server %d: %s", key[1], key[0], error)
+            known[key] = member
+        member = known[key]
+        if member is not None:
+            message.author = member
 
 
 def _anchor(recent: RecentConversation) -> int | None:

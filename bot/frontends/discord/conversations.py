@@ -145,7 +145,8 @@ class Conversations(commands.Cog):
             echo = await channel.send(echo_text(author, prompt), allowed_mentions=NO_MENTIONS)
             return await opened.thread_from(echo, prompt, delete_starter=True)
 
-        await self.replies.answer(opened.channel, author, prompt, open_thread, interaction)
+        if not await self.replies.answer(opened.channel, author, prompt, open_thread, interaction):
+            await opened.discard()  # the prompt came back as a file: no empty thread, no echo is left behind
 
     @app_commands.command(name="reset")
     async def reset_command(self, interaction: discord.Interaction[Any]) -> None:
@@ -202,14 +203,15 @@ class Conversations(commands.Cog):
         if not self.bot.access.admit(message, self.replies.spawn):
             return
         opened = _Opened()
-        await self.replies.answer(
+        if not await self.replies.answer(
             opened.channel,
             author,
             content,
             lambda: opened.thread_from(message, content),
             message,
             external_id=message.id,
-        )
+        ):
+            await opened.discard()  # the person's own message stays, with the error's reply
 
     def _can_answer(self, channel: object, message: discord.Message, *, opening: bool = False) -> bool:
         """Whether the bot may answer in ``channel``; says what is missing when it can still speak there."""
@@ -297,6 +299,8 @@ class _Opened:
 
     def __init__(self) -> None:
         self.thread: discord.Thread | None = None
+        self._echo: discord.Message | None = None
+        """The bot's own starter message (a /chat echo), which goes with the thread."""
 
     def channel(self) -> discord.abc.Messageable:
         assert self.thread is not None
@@ -311,4 +315,20 @@ class _Opened:
                 with contextlib.suppress(discord.HTTPException):
                     await starter.delete()
             raise refusal(error, "open a thread") from error
+        self._echo = starter if delete_starter else None
         return f"thread:{self.thread.id}"
+
+    async def discard(self) -> None:
+        """Remove the thread (and the bot's echo) of a conversation whose first message could not be stored.
+
+        Deleting a thread needs Manage Threads; without it the thread stays (empty but for its name) and the echo
+        still goes, so the prompt is shown nowhere but in the file the person got back.
+        """
+        if self.thread is not None:
+            try:
+                await self.thread.delete()
+            except discord.HTTPException as error:
+                _log.warning("Could not delete the thread %d of a conversation not stored: %s", self.thread.id, error)
+        if self._echo is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._echo.delete()

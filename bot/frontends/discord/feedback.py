@@ -109,9 +109,9 @@ async def report(
 ) -> None:
     """Tell the person behind ``where`` why nothing happened.
 
-    Interactions get an ephemeral answer (in place of a deferred "thinking…" answer);
-    messages get a reply. ``returned`` is text that exists nowhere else (a refused slash
-    command's prompt): it comes back as a file so nothing is lost.
+    Interactions get an ephemeral answer (in place of an ephemeral deferred "thinking…" answer; a public one is
+    deleted and the answer sent as an ephemeral followup); messages get a reply. ``returned`` is text that exists
+    nowhere else (a refused slash command's prompt): it comes back as a file so nothing is lost.
     """
     context = ""
     if isinstance(where, discord.Interaction):
@@ -135,8 +135,25 @@ async def _answer_interaction(interaction: discord.Interaction[Any], text: str, 
     response = interaction.response
     if not response.is_done():
         await response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS, files=files())
-    elif response.type is discord.InteractionResponseType.deferred_channel_message:
-        # Our deferrals of commands are ephemeral "thinking…" answers: the error takes their place.
+    elif response.type is discord.InteractionResponseType.deferred_channel_message and not await _public(interaction):
+        # An ephemeral "thinking…" answer: the error takes its place.
         await interaction.edit_original_response(content=text, attachments=files(), allowed_mentions=NO_MENTIONS)
     else:
+        if response.type is discord.InteractionResponseType.deferred_channel_message:
+            # A public "thinking…" answer (/ask, /code, /joke ...) must not become an error the whole channel
+            # reads: it goes, and the error reaches the asker alone. Deleted first, since Discord turns the first
+            # followup after a deferral into the deferred answer itself, public like it.
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException:
+                _log.info("Could not delete a public answer before reporting an error", exc_info=True)
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, files=files())
+
+
+async def _public(interaction: discord.Interaction[Any]) -> bool:
+    """Whether the interaction's deferred answer shows in the channel (discord.py does not remember the flag)."""
+    try:
+        original = await interaction.original_response()  # cached once a command has read it
+    except discord.HTTPException:
+        return False  # cannot tell: editing it, as for an ephemeral answer, is the safe default
+    return not original.flags.ephemeral

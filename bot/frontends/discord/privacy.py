@@ -101,6 +101,9 @@ def describe(data: UserData) -> list[str]:
         lines.append(f"{_n(data.sources, 'source')} you added")
     if data.riddles:
         lines.append(f"{_n(data.riddles, 'riddle')} you asked for")
+    if data.quizzes:
+        quizzes = "quiz" if data.quizzes == 1 else "quizzes"
+        lines.append(f"**{data.quizzes}** {quizzes} you started, with everyone's answers")
     if data.quiz_answers:
         lines.append(_n(data.quiz_answers, "quiz answer"))
     if data.votes:

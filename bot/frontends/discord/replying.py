@@ -181,7 +181,10 @@ class Replies:
             await report(source, error)  # Discord may take this one: its failures often come and go
         except BotError as error:
             if not shown:  # else the reply could not be stored (a full disk): its own final edit said so
-                await report(source, error)
+                # A new conversation that could not be stored (a busy database): the caller removes what it opened,
+                # so a slash command's prompt comes back as a file.
+                stored = isinstance(key, str)
+                await report(source, error, returned=None if stored or interaction is None else content)
         finally:
             for item in shown:
                 await self._finish(item)  # already done in the conversation's turn, unless that never came
@@ -201,7 +204,8 @@ class Replies:
 
         ``transform(text, finished)`` shapes what is shown; ``view(streaming)`` gives the buttons
         (default: none). Returns the renderer once the final edit is made; a model failure is shown
-        in the reply and raised. A final edit Discord refuses is logged as an error, the renderer is marked
+        in the reply and raised (one with no text shown yet is told to the asker alone, and the public answer
+        goes). A final edit Discord refuses is logged as an error, the renderer is marked
         :attr:`~ReplyRenderer.cut`, and the asker is told privately (nothing is stored for a one-off reply).
         """
         original = await interaction.original_response()
@@ -221,6 +225,13 @@ class Replies:
         try:
             await renderer.start(reply)
             await renderer.stream(reply)
+        except GenerationError as error:
+            if not reply.text.strip():
+                # Nothing of the answer was shown: the failure is the asker's to read, not the channel's. report()
+                # deletes the public answer, so the renderer has nothing left to show.
+                renderer.gone = True
+                await report(interaction, error)
+            raise
         finally:
             try:
                 await renderer.finish()

@@ -134,9 +134,9 @@ async def test_show_posts_an_embed_with_the_stored_avatar_attached(fake: FakeDis
 
 
 async def test_show_of_an_unknown_name_says_so(fake: FakeDiscord, running: Running) -> None:
-    """An unknown name gets a short error pointing at /character list."""
-    shown = await answered(await fake.invoke_slash("character show", {"name": "Nobody"}))
-    assert "no character named “Nobody”" in shown["content"]
+    """An unknown name gets a short private error pointing at /character list."""
+    (shown,) = await (await fake.invoke_slash("character show", {"name": "Nobody"})).wait_followups(1, timeout=20)
+    assert "no character named “Nobody”" in shown["content"] and shown["flags"] & EPHEMERAL
 
 
 async def test_edit_offers_a_filled_form_and_saves_it(fake: FakeDiscord, running: Running) -> None:

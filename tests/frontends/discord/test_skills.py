@@ -175,11 +175,11 @@ async def test_riddle_is_posted_whole_with_a_spoiler_and_a_guess_button(
 async def test_an_unreadable_riddle_is_retried_once_then_reported(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
-    """Two replies without an answer line: the model was asked twice and the person is told why."""
+    """Two replies without an answer line: the model was asked twice and the person is told why, privately."""
     backend.script = lambda prompt: "I have no answer line."
     handle = await slash(fake, "riddle")
-    message = await finished(handle)
-    assert message["content"].startswith("⚠️ The model did not write a riddle")
+    (message,) = await handle.wait_followups(1, timeout=20)
+    assert message["content"].startswith("⚠️ The model did not write a riddle") and message["flags"] & 64
     assert len(backend.prompts) == 2
 
 

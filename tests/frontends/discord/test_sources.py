@@ -152,10 +152,11 @@ async def test_ask_streams_an_answer_from_the_sources_with_a_footer(
 async def test_ask_with_no_source_says_how_to_add_one(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
-    """Without a source in scope the answer is a short message naming /source add, and the model never runs."""
+    """Without a source in scope a short private message names /source add, and the model never runs."""
     handle = await fake.invoke_slash("ask", {"question": "Anything?"})
-    original = await finished(handle, "/source add")
-    assert "no sources here" in original["content"]
+    (followup,) = await handle.wait_followups(1, timeout=20)
+    assert "no sources here" in followup["content"] and "/source add" in followup["content"]
+    assert followup["flags"] & EPHEMERAL and handle.original is None  # the public "thinking…" answer went
     assert backend.prompts == []
 
 
@@ -188,11 +189,12 @@ async def test_ask_about_a_message_opens_a_modal_then_answers_from_it(
 async def test_ask_about_a_message_without_text_is_refused(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
-    """A message with only an image gets a short error after the modal, and the model never runs."""
+    """A message with only an image gets a short private error after the modal, and the model never runs."""
     target = await fake.send_message(fake.channel.id, fake.bob, "", files=(("photo.png", b"\x89PNG"),))
     opened = await fake.invoke_message_command("Ask about this message", target["id"])
     await opened.wait_callback()
     submit = await fake.submit_modal(opened, {"question": "What is this?"})
-    original = await finished(submit, "no text to ask about")
-    assert original["content"].startswith("⚠️")
+    (followup,) = await submit.wait_followups(1, timeout=20)
+    assert followup["content"].startswith("⚠️") and "no text to ask about" in followup["content"]
+    assert followup["flags"] & EPHEMERAL
     assert backend.prompts == []

@@ -12,7 +12,7 @@ import pytest
 from bot.store import MessageStatus, Role, Store
 from bot.store import _store as store_module
 from tests.doubles import ScriptedBackend
-from tests.fakediscord import FakeDiscord
+from tests.fakediscord import FakeDiscord, Permission
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
 from tests.frontends.discord.conftest import Running
 
@@ -102,6 +102,30 @@ async def test_chat_while_the_database_is_busy_answers_the_command_with_the_erro
         handle = await chat(fake, "hello")
         original = await handle.wait_original(lambda original: original["content"].startswith(BUSY), timeout=20)
     assert original["flags"] & 64
+
+
+async def test_chat_while_the_database_is_busy_leaves_no_thread_and_returns_the_prompt(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """/chat whose prompt cannot be stored: its thread and echo are deleted, the prompt comes back as a file."""
+    with write_lock_held(tmp_path / "bot.sqlite3"):
+        handle = await chat(fake, "hello")
+        original = await handle.wait_original(lambda original: original["content"].startswith(BUSY), timeout=20)
+    assert [a["filename"] for a in original["attachments"]] == ["your-message.txt"]
+    await fake.wait_for(lambda: (not fake.threads and not bot_messages(fake, fake.channel.id)) or None, timeout=10)
+    assert backend.prompts == []
+
+
+async def test_chat_while_busy_without_manage_threads_still_takes_its_echo_back(
+    fake: FakeDiscord, running: Running, tmp_path: Path
+) -> None:
+    """Without Manage Threads the empty thread stays (Discord lets no one else delete it), but the echo goes."""
+    await fake.set_bot_permissions(fake.channel.id, deny=Permission.MANAGE_THREADS)
+    with write_lock_held(tmp_path / "bot.sqlite3"):
+        handle = await chat(fake, "hello")
+        await handle.wait_original(lambda original: original["content"].startswith(BUSY), timeout=20)
+    await fake.wait_for(lambda: not bot_messages(fake, fake.channel.id) or None, timeout=10)
+    assert bot_messages(fake, (await first_thread(fake)).id) == []
 
 
 async def test_a_full_disk_when_a_reply_is_stored_is_shown_on_it_and_not_marked_ok(
