@@ -9,7 +9,9 @@ conversations of a fixed prompt length, each producing exactly ``max_new_tokens`
 - ``baseline``: the same requests one at a time, and ``speedup`` = aggregate / baseline;
 - ``late_joiner``: the time to first token of a request arriving while ``concurrency - 1``
   others are mid-generation, next to a lone request's (it should join the running batch);
-- ``memory``: peak process RSS, and peak GPU memory on a GPU.
+- ``memory``: peak process RSS, and peak GPU memory on a GPU;
+- ``follow_up`` (with ``--history-tokens N``): the time to first token of a follow-up in a thread with N tokens
+  of history whose KV cache the worker kept, next to a fresh ``prompt_tokens`` prompt's (see :func:`follow_up`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class BenchOptions:
     max_new_tokens: int = 64
     baseline_requests: int | None = None
     """How many of the requests the one-at-a-time baseline runs (default: all)."""
+    history_tokens: int | None = None
+    """Measure a follow-up in a thread with this many tokens of history (:func:`follow_up`)."""
 
 
 @dataclass
@@ -157,6 +161,45 @@ async def _late_joiner(
     return joiner.ttft
 
 
+FOLLOW_UP_ROUNDS = 3
+"""Follow-ups (each in its own thread) and fresh prompts measured; the figures are their medians."""
+
+
+async def follow_up(variant: Variant, options: BenchOptions) -> dict[str, Any]:
+    """TTFT of a follow-up in a thread with ``history_tokens`` of history, next to a fresh prompt's.
+
+    As in a real thread, the history was answered before: its prompt runs once (tagged with the thread's
+    conversation key, so a local worker keeps its KV cache), then the history plus a short new user message is
+    sent. The fresh prompt is ``prompt_tokens`` long and shares nothing with any thread. Each figure is the median
+    of :data:`FOLLOW_UP_ROUNDS` rounds, each round in a new thread; ``ratio`` = follow-up / fresh.
+    """
+    assert options.history_tokens is not None
+    tokenizer = variant.builder.tokenizer
+    base = tokenizer.encode_plain(SEED_TEXT * (options.history_tokens // 10 + 2))
+    question = tokenizer.encode_plain(" Now a short new question: what happened after that?")
+    answer = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=0.0, ignore_eos=True)
+    first_token = SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True)
+    follow_ups, fresh = [], []
+    with tqdm(total=3 * FOLLOW_UP_ROUNDS, desc="follow-up", unit="req", file=sys.stderr) as progress:
+        for round_ in range(FOLLOW_UP_ROUNDS):
+            key = f"bench-thread-{round_}"
+            history = (tokenizer.encode_plain(f"Thread {round_} history: ") + base)[: options.history_tokens]
+            earlier = Prompt(f"<thread {round_}: {len(history)} tokens>", tuple(history), (), conversation=key)
+            await _one(variant, "thread", earlier, answer, progress)
+            now = Prompt(f"<thread {round_}: follow-up>", tuple(history + question), (), conversation=key)
+            follow_ups.append((await _one(variant, "thread", now, first_token, progress)).ttft)
+            lone = (tokenizer.encode_plain(f"Fresh request {round_}: ") + base[7:])[: options.prompt_tokens]
+            fresh_prompt = Prompt(f"<fresh {round_}: {len(lone)} tokens>", tuple(lone), ())
+            fresh.append((await _one(variant, "fresh", fresh_prompt, first_token, progress)).ttft)
+    ttft, fresh_ttft = statistics.median(follow_ups), statistics.median(fresh)
+    return {
+        "history_tokens": options.history_tokens,
+        "ttft_s": round(ttft, 4),
+        "fresh_ttft_s": round(fresh_ttft, 4),
+        "ratio": round(ttft / fresh_ttft, 2) if fresh_ttft else None,
+    }
+
+
 def _memory(engine: Engine) -> dict[str, float]:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     memory = {"peak_rss_mb": round(peak_kb / 1024, 1)}
@@ -219,6 +262,8 @@ async def run_bench(config: Config, options: BenchOptions, *, variant_name: str 
         }
         base_rate = result["baseline"]["aggregate_tokens_per_s"]
         result["speedup"] = round(result["concurrent"]["aggregate_tokens_per_s"] / base_rate, 2) if base_rate else None
+        if options.history_tokens:
+            result["follow_up"] = await follow_up(variant, options)
         return result
     finally:
         await engine.close()
