@@ -13,7 +13,7 @@ from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import PromptBuilder, make_format
 from bot.inference.loading import LoadedModel
 from bot.inference.prefix import common_prefix
-from bot.inference.types import Prompt
+from bot.inference.types import Prompt, SamplingParams
 from bot.inference.worker import PREFIX_MIN_TOKENS, LocalBackend
 from tests.inference._streams import finished, greedy_params, run, start
 
@@ -218,3 +218,17 @@ async def test_a_short_shared_head_is_not_reused(backend, thread):
 
     assert common_prefix(backend.prefixes.entries[0].token_ids, prompt.token_ids) < PREFIX_MIN_TOKENS
     assert prefilled == len(prompt)
+
+
+async def test_a_generating_conversations_kv_is_held_once(backend, thread):
+    """While a follow-up generates, its conversation's kept entry is out of the cache (its slot holds that KV)."""
+    reply, _ = await turn(backend, thread("a", OPENING))
+    follow_up = thread("a", OPENING, reply, "And then?")
+
+    stream, task = start(backend, follow_up, SamplingParams(max_new_tokens=24, temperature=0.0, ignore_eos=True))
+    await stream.reached(1)
+    during = len(backend.prefixes)
+    await finished(task)
+
+    assert during == 0
+    assert len(backend.prefixes) == 1
