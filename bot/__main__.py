@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--load-4bit", action="store_true", help="with --random-weights: quantize it to nf4")
     bench.add_argument("--tokenizer", type=Path, help="with --random-weights: a tokenizer folder (default: embedded)")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
+    bench.add_argument("--history-tokens", type=int, help="also time a follow-up in a thread with this much history")
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True, help="TOML config file")
@@ -161,11 +162,17 @@ async def _run(args: argparse.Namespace) -> int:
 async def _bench(args: argparse.Namespace) -> int:
     from bot.bench import BenchOptions, bench_config, print_result, run_bench
 
-    for flag in ("concurrency", "requests", "prompt_tokens", "max_new_tokens", "repeat"):
-        if getattr(args, flag) <= 0:
+    for flag in ("concurrency", "requests", "prompt_tokens", "max_new_tokens", "repeat", "history_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive number")
     options = BenchOptions(
-        args.concurrency, args.requests, args.prompt_tokens, args.max_new_tokens, args.baseline_requests, args.repeat
+        args.concurrency,
+        args.requests,
+        args.prompt_tokens,
+        args.max_new_tokens,
+        args.baseline_requests,
+        args.repeat,
+        history_tokens=args.history_tokens,
     )
     config, variant = bench_config(
         load_config(args.config),

@@ -21,6 +21,9 @@ The synthetic prompts are text that tokenizes to the requested length, and their
 ids are that text's, so a remote server sent text (``send_token_ids = false``) carries the
 same load as one sent ids. Every request in a run has a prompt of its own, so no prefix
 cache makes a later phase look faster than an earlier one.
+
+- ``follow_up`` (with ``--history-tokens N``): the time to first token of a follow-up in a thread with N tokens
+  of history whose KV cache the worker kept, next to a fresh ``prompt_tokens`` prompt's (see :func:`follow_up`).
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class BenchOptions:
     """How many times the whole measurement runs; each figure is then the median, with its min-max in ``spread``."""
     lone_requests: int = 3
     """How many requests the ``lone`` phase sends, one by one, to the idle worker."""
+    history_tokens: int | None = None
+    """Measure a follow-up in a thread with this many tokens of history (:func:`follow_up`)."""
 
 
 @dataclass
@@ -247,6 +252,45 @@ async def _late_joiner(
     return LateJoin(late.ttft, max(finished) - late.submitted)
 
 
+FOLLOW_UP_ROUNDS = 3
+"""Follow-ups (each in its own thread) and fresh prompts measured; the figures are their medians."""
+
+
+async def follow_up(variant: Variant, options: BenchOptions) -> dict[str, Any]:
+    """TTFT of a follow-up in a thread with ``history_tokens`` of history, next to a fresh prompt's.
+
+    As in a real thread, the history was answered before: its prompt runs once (tagged with the thread's
+    conversation key, so a local worker keeps its KV cache), then the history plus a short new user message is
+    sent. The fresh prompt is ``prompt_tokens`` long and shares nothing with any thread. Each figure is the median
+    of :data:`FOLLOW_UP_ROUNDS` rounds, each round in a new thread; ``ratio`` = follow-up / fresh.
+    """
+    assert options.history_tokens is not None
+    tokenizer = variant.builder.tokenizer
+    base = tokenizer.encode_plain(SEED_TEXT * (options.history_tokens // 10 + 2))
+    question = tokenizer.encode_plain(" Now a short new question: what happened after that?")
+    answer = SamplingParams(max_new_tokens=options.max_new_tokens, temperature=0.0, ignore_eos=True)
+    first_token = SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True)
+    follow_ups, fresh = [], []
+    with tqdm(total=3 * FOLLOW_UP_ROUNDS, desc="follow-up", unit="req", file=sys.stderr) as progress:
+        for round_ in range(FOLLOW_UP_ROUNDS):
+            key = f"bench-thread-{round_}"
+            history = (tokenizer.encode_plain(f"Thread {round_} history: ") + base)[: options.history_tokens]
+            earlier = Prompt(f"<thread {round_}: {len(history)} tokens>", tuple(history), (), conversation=key)
+            await _one(variant, "thread", earlier, answer, progress)
+            now = Prompt(f"<thread {round_}: follow-up>", tuple(history + question), (), conversation=key)
+            follow_ups.append((await _one(variant, "thread", now, first_token, progress)).ttft)
+            lone = (tokenizer.encode_plain(f"Fresh request {round_}: ") + base[7:])[: options.prompt_tokens]
+            fresh_prompt = Prompt(f"<fresh {round_}: {len(lone)} tokens>", tuple(lone), ())
+            fresh.append((await _one(variant, "fresh", fresh_prompt, first_token, progress)).ttft)
+    ttft, fresh_ttft = statistics.median(follow_ups), statistics.median(fresh)
+    return {
+        "history_tokens": options.history_tokens,
+        "ttft_s": round(ttft, 4),
+        "fresh_ttft_s": round(fresh_ttft, 4),
+        "ratio": round(ttft / fresh_ttft, 2) if fresh_ttft else None,
+    }
+
+
 def _memory(engine: Engine) -> dict[str, float]:
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     memory = {"peak_rss_mb": round(peak_kb / 1024, 1)}
@@ -378,15 +422,18 @@ async def run_bench(config: Config, options: BenchOptions, *, variant_name: str 
             await _one(variant, "warmup", supply.take(1)[0], params, progress)
             for _ in range(options.repeat):
                 runs.append(await _measure(variant, options, supply, params, progress))
-        return {
+        result: dict[str, Any] = {
             "options": asdict(options),
             "environment": _environment(engine, variant),
             "load_average": {"1min": round(load[0], 2), "5min": round(load[1], 2), "15min": round(load[2], 2)},
             "repeat": options.repeat,
             **median_figures(runs),
             "spread": spread_of(runs),
-            "memory": _memory(engine),
         }
+        if options.history_tokens:
+            result["follow_up"] = await follow_up(variant, options)
+        result["memory"] = _memory(engine)
+        return result
     finally:
         await engine.close()
 

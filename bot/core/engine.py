@@ -49,6 +49,8 @@ def make_backend(variant: ModelConfig, config: Config) -> Backend:
         dtype=config.inference.dtype,
         cache_dir=config.inference.cache_dir,
         max_batch_size=config.inference.max_batch_size,
+        prefix_cache_mb=config.inference.prefix_cache_mb,
+        prefix_cache_offload=config.inference.prefix_cache_offload,
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,6 +30,10 @@ from bot.inference.types import Prompt, Tokenizer
 
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+CHUNK_PARTS = 4
+"""The budget drops old turns a quarter of the window at a time (see :meth:`PromptBuilder.chunk_starts`)."""
+TURN_OVERHEAD_TOKENS = 4
+"""About what a turn's markers cost on top of its text (only chunk boundaries use it; fitting is measured)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +190,12 @@ class PromptBuilder:
         return self.tokenizer.encode_plain(text) if text else []
 
     def build(self, dialogue: Dialogue, *, max_new_tokens: int) -> Prompt:
-        """Render ``dialogue`` within the window, dropping the oldest unpinned turns first.
+        """Render ``dialogue`` within the window, dropping the oldest unpinned turns first, in chunks.
 
-        Raises :class:`PromptTooLongError` if even the pinned turns plus the last turn do not fit.
+        Turns go in chunks of about a quarter of the window (:meth:`chunk_starts`), so a long conversation keeps
+        the same first turn, and so the same token prefix, for several turns: the local worker reuses the KV
+        cache of a prompt's unchanged prefix. Raises :class:`PromptTooLongError` if even the pinned turns plus
+        the last turn do not fit.
         """
         available = self.context_length - max_new_tokens
         if available <= 0:
@@ -215,20 +222,51 @@ class PromptBuilder:
         text, ids = attempt(starts[0])
         if len(ids) <= available:
             return Prompt(text, tuple(ids), self._stops(dialogue), dropped_turns=starts[0])
-        low, high = 1, len(starts) - 1
-        best: tuple[int, str, list[int]] | None = None
-        while low <= high:  # the smallest start that fits: the token count falls as the start moves on
-            middle = (low + high) // 2
-            text, ids = attempt(starts[middle])
-            if len(ids) <= available:
-                best, high = (starts[middle], text, ids), middle - 1
-            else:
-                low = middle + 1
-        if best is None:
+        # The earliest chunk boundary that fits; past the last boundary, the earliest start that fits.
+        chunks = self.chunk_starts(rest, starts, available)
+        fitting = self._earliest_fitting(chunks[1:], attempt, available)
+        if fitting is None:
+            fitting = self._earliest_fitting([s for s in starts if s > chunks[-1]], attempt, available)
+        if fitting is None:
             needed = len(attempt(starts[-1])[1])
             raise PromptTooLongError(needed, available)
-        start, text, ids = best
+        start, text, ids = fitting
         return Prompt(text, tuple(ids), self._stops(dialogue), dropped_turns=start)
+
+    def chunk_starts(self, turns: Sequence[Turn], starts: Sequence[int], available: int) -> list[int]:
+        """Where the budget may cut ``turns``: ``starts[0]``, then a start every quarter of ``available`` tokens.
+
+        Counted from the first turn with each turn's own token count, so the boundaries of a conversation do not
+        move as it grows at the end: the prompt keeps starting at the same boundary until it no longer fits, then
+        drops a whole chunk (down to about three quarters of the window).
+        """
+        chunk = max(available // CHUNK_PARTS, 1)
+        sizes = [len(self.tokenizer.encode_plain(turn.text)) + TURN_OVERHEAD_TOKENS for turn in turns]
+        boundaries = [starts[0]]
+        allowed = set(starts)
+        since = 0
+        for index in range(starts[0], len(turns)):
+            if since >= chunk and index in allowed:
+                boundaries.append(index)
+                since = 0
+            since += sizes[index]
+        return boundaries
+
+    @staticmethod
+    def _earliest_fitting(
+        candidates: Sequence[int], attempt: Callable[[int], tuple[str, list[int]]], available: int
+    ) -> tuple[int, str, list[int]] | None:
+        """The earliest of ``candidates`` whose prompt fits (the token count falls as the start moves on)."""
+        low, high = 0, len(candidates) - 1
+        best: tuple[int, str, list[int]] | None = None
+        while low <= high:
+            middle = (low + high) // 2
+            text, ids = attempt(candidates[middle])
+            if len(ids) <= available:
+                best, high = (candidates[middle], text, ids), middle - 1
+            else:
+                low = middle + 1
+        return best
 
     def _stops(self, dialogue: Dialogue) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.format.stop + dialogue.extra_stops))

@@ -14,6 +14,7 @@ one when its ticket is released, with its queue wait, time to first token and to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections import deque
@@ -157,8 +158,11 @@ class Scheduler:
     def submit(self, user: str, prompt: Prompt, params: SamplingParams, *, conversation: str | None = None) -> Ticket:
         """Admit a request or raise :class:`BusyError`; the ticket starts when a slot is free.
 
-        ``conversation`` (its key) only labels the request's report.
+        ``conversation`` (its key) labels the request's report and goes on the prompt, so the backend may keep the
+        reply's KV cache for the conversation's next turn.
         """
+        if conversation is not None and prompt.conversation is None:
+            prompt = dataclasses.replace(prompt, conversation=conversation)
         if self._per_user.get(user, 0) >= self.max_per_user:
             self._refuse(user, prompt, conversation)
             raise BusyError(

@@ -14,8 +14,9 @@ mask (ones up to each row's new length) and position ids (each row's own length)
 on :meth:`SlotCache.extend`, after a forward pass succeeded: a failed pass leaves garbage past the lengths,
 which the mask hides and the next pass overwrites, so a retry needs no undo.
 
-Prefix reuse (keeping a conversation's cache between turns) fits here: load the kept prefix into a row with
-:meth:`SlotCache.open` + a copy, and prefill only the new tokens from there.
+Prefix reuse (keeping a conversation's cache between turns, ``prefix.py``): :meth:`SlotCache.snapshot` copies a
+finished row out, :meth:`SlotCache.load` copies it into a newly opened row, and the worker prefills only the new
+tokens from there, in a pass of its own (its rows start at the kept length, not at 0).
 """
 
 from __future__ import annotations
@@ -124,6 +125,37 @@ class SlotCache:
         self._slots = [self._slots[i] for i in by_row]
         self.lengths = [self.lengths[i] for i in by_row]
         return [order[i] for i in by_row]
+
+    def token_bytes(self) -> int:
+        """Bytes one token's keys and values take across all layers (0 before the first pass made storage)."""
+        return sum(t[0, :, 0].numel() * t.element_size() for t in self.storage)
+
+    def snapshot(self, position: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of the first ``count`` keys and of the values of the sequence at ``position``, every layer.
+
+        Each is one new tensor of (layers, heads, count, head dim): what :meth:`load` takes back.
+        """
+        row = self._slots[position]
+        if count > self.lengths[position] or any(t is None for t in (*self._keys, *self._values)):
+            raise ValueError(f"the sequence at {position} does not hold {count} tokens in every layer")
+        keys = torch.stack([t[row, :, :count] for t in self._keys if t is not None])
+        values = torch.stack([t[row, :, :count] for t in self._values if t is not None])
+        return keys, values
+
+    def load(self, position: int, keys: torch.Tensor, values: torch.Tensor, count: int) -> None:
+        """Fill the empty sequence at ``position`` with the first ``count`` tokens of a :meth:`snapshot`.
+
+        Storage is made or grown as a pass would. A failure leaves the sequence empty (garbage past its length
+        is masked and overwritten, as after a failed pass), so the caller can discard it or prefill it in full.
+        """
+        if self.lengths[position] or keys.shape[0] != self.layers or count > keys.shape[2]:
+            raise ValueError("a kept prefix loads only into an empty sequence, with every layer and enough tokens")
+        row = self._slots[position]
+        for layer in range(self.layers):
+            for kind, source in ((self._keys, keys[layer, :, :count]), (self._values, values[layer, :, :count])):
+                storage = self._storage(kind, layer, source[None], count)
+                storage[row, :, :count].copy_(source)  # across devices too (an entry offloaded to the CPU)
+        self.lengths[position] = count
 
     def clear(self) -> None:
         """Forget every sequence and free the storage (an idle worker holds no KV memory)."""

@@ -42,6 +42,9 @@ class Prompt:
     token_ids: tuple[int, ...]
     stop: tuple[str, ...]
     dropped_turns: int = 0
+    conversation: str | None = None
+    """The conversation this prompt continues (its key): the local worker keeps the KV cache of its reply for
+    the next turn. ``None``: a one-off prompt, whose cache is not kept (it may still reuse a kept one)."""
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -5,6 +5,11 @@ together, merge them into the running batch between decode steps, step, publish 
 row's text back to asyncio with ``call_soon_threadsafe``. A request whose consumer goes
 away is dropped at the next step. A failing batch is split in halves until the failing
 request is found, so one bad request (OOM included) fails alone and the rest go on.
+
+Prefix reuse (``prefix.py``): when a conversation's reply ends, its row's KV cache is kept; a later prompt that
+starts with those tokens gets them copied into its slot and prefills only the rest. Such newcomers start at
+different lengths, so each group sharing a start length is prefilled in its own pass. A failure keeping or
+restoring an entry drops it and costs only the reuse: the request is prefilled in full.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from transformers import LlamaForCausalLM
 from bot.config import ModelConfig
 from bot.errors import BotError, GenerationError, ShuttingDownError
 from bot.inference.loading import LoadedModel, load_model
+from bot.inference.prefix import PrefixCache, PrefixEntry
 from bot.inference.sampling import sample_batch
 from bot.inference.slots import SlotCache
 from bot.inference.stops import StopMatcher
@@ -40,6 +46,10 @@ _CLOSE = object()
 _ERRORS = (RuntimeError, ValueError, IndexError, TypeError, MemoryError)
 KV_BLOCK_TOKENS = 256
 """The KV storage grows in steps of this many tokens (one layer at a time)."""
+PREFIX_MIN_TOKENS = 64
+"""A kept prefix shorter than this is not worth a prefill pass of its own (a shared system prompt, say)."""
+DEFAULT_PREFIX_CACHE_MB = 320
+"""Room for 8 conversations of 1,500 tokens of the embedded model in bf16 (22.5 KB a token)."""
 OUT_OF_MEMORY_STARTING = "Out of memory while starting your reply; try a shorter message or later."
 OUT_OF_MEMORY_RUNNING = "The model ran out of memory on this request; try a shorter conversation."
 
@@ -103,6 +113,8 @@ class _Row:
     generator: torch.Generator | None
     seen: torch.Tensor
     generated: int = 0
+    tokens: list[int] = field(default_factory=list)
+    """The sampled token ids (the last one is not in the KV cache yet)."""
     length: int = 0
     """Real tokens in this row's cache (prompt plus generated)."""
     next_token: int = -1
@@ -132,6 +144,8 @@ class LocalBackend:
         cache_dir: str | Path | None = None,
         max_batch_size: int = 8,
         loaded: LoadedModel | None = None,
+        prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
+        prefix_cache_offload: bool = False,
     ) -> None:
         self.name = variant.name
         self.variant = variant
@@ -147,6 +161,11 @@ class LocalBackend:
         self._eos: set[int] = set()
         self.kv: SlotCache | None = None
         """The running batch's KV storage (made at start; read it only for measurements and tests)."""
+        self.prefixes = PrefixCache(int(prefix_cache_mb * 2**20))
+        """Conversations' KV caches kept between turns (the worker thread's; read it only for tests)."""
+        self._prefix_offload = prefix_cache_offload
+        self.prefilled_tokens = 0
+        """Prompt tokens run through prefill passes so far (kept prefixes are not)."""
 
     # -- asyncio side -------------------------------------------------------------------------
 
@@ -180,6 +199,8 @@ class LocalBackend:
         if self.kv is None:
             layers = int(self._loaded.model.config.num_hidden_layers)
             self.kv = SlotCache(self.max_batch_size, layers, limit=self._loaded.context_length, block=KV_BLOCK_TOKENS)
+        if self._prefix_offload and self._loaded.device.type == "cuda":
+            self.prefixes.home = torch.device("cpu")  # host memory is larger; a restore copies back
         self._ensure_thread()
 
     async def close(self) -> None:
@@ -322,17 +343,34 @@ class LocalBackend:
         return _Row(request, decoder, StopMatcher(request.prompt.stop), generator, seen)
 
     def _admit(self, batch: _Batch, requests: list[_Request]) -> None:
-        """Prefill ``requests`` together straight into free KV slots; the running rows are not touched."""
-        rows: list[_Row] = []
+        """Prefill ``requests`` straight into free KV slots; the running rows are not touched.
+
+        Requests with no kept prefix are prefilled together; those with one, in a pass per kept length first.
+        """
+        groups: dict[int, list[tuple[_Row, PrefixEntry | None]]] = {}
         for request in requests:
             try:
-                rows.append(self._new_row(request))
+                row = self._new_row(request)
             except _ERRORS as error:  # an impossible token id, a seed torch cannot take
                 self._fail(request, error)
-        if not rows:
-            return
+                continue
+            entry, start = self._kept_prefix(row)
+            groups.setdefault(start, []).append((row, entry))
+        for start in sorted(groups, reverse=True):
+            self._admit_group(batch, groups[start], start)
+
+    def _admit_group(self, batch: _Batch, members: list[tuple[_Row, PrefixEntry | None]], start: int) -> None:
+        """Prefill ``members`` from token ``start`` (their kept prefixes restored first) and join the batch."""
+        rows = [row for row, _ in members]
         try:
-            logits = self._prefill(batch, rows)
+            logits = self._prefill(batch, rows, start, [entry for _, entry in members])
+        except _RestoreFailed as failure:
+            _log.warning("Could not restore a kept prefix (%r); prefilling in full", failure.__cause__)
+            for _, entry in members:
+                if entry is not None:
+                    self.prefixes.discard(entry)
+            self._admit_group(batch, [(row, None) for row in rows], 0)
+            return
         except _ERRORS as error:
             if len(rows) == 1:
                 self._fail(rows[0].request, error, starting=True)
@@ -340,36 +378,91 @@ class LocalBackend:
             for row in rows:  # find the bad one (or, out of memory, the one too big to join): each alone
                 self._admit(batch, [row.request])
             return
+        for row, entry in members:
+            if entry is not None:
+                mine = entry.conversation is not None and entry.conversation == row.request.prompt.conversation
+                self.prefixes.used(entry, start, take=mine)
         batch.rows += rows
         self._emit(batch, rows, logits)
 
-    def _prefill(self, batch: _Batch, rows: list[_Row]) -> torch.Tensor:
-        """Run the prompts of ``rows`` (right-padded) into new slots; their last logits. All or nothing."""
+    def _kept_prefix(self, row: _Row) -> tuple[PrefixEntry | None, int]:
+        """The kept entry to start ``row`` from and how many of its tokens to reuse ((None, 0): prefill it all)."""
+        ids = row.request.prompt.token_ids
+        entry, shared = self.prefixes.match(ids)
+        start = min(shared, len(ids) - 1)  # the last prompt token is always run: its logits give the first token
+        if entry is None or start < PREFIX_MIN_TOKENS:
+            return None, 0
+        return entry, start
+
+    def _prefill(
+        self, batch: _Batch, rows: list[_Row], start: int = 0, entries: Sequence[PrefixEntry | None] = ()
+    ) -> torch.Tensor:
+        """Run the prompts of ``rows`` (right-padded) into new slots; their last logits. All or nothing.
+
+        With ``start``, each row's first ``start`` tokens come from its entry in ``entries`` and only the rest
+        are run; a failure restoring an entry raises :class:`_RestoreFailed`.
+        """
         device = self.loaded.device
         lengths = [len(row.request.prompt) for row in rows]
-        width = max(lengths)
+        width = max(lengths) - start  # the tokens this pass runs
         ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         for index, row in enumerate(rows):
-            ids[index, : lengths[index]] = torch.tensor(row.request.prompt.token_ids, dtype=torch.long)
+            ids[index, : lengths[index] - start] = torch.tensor(row.request.prompt.token_ids[start:], dtype=torch.long)
             row.length = lengths[index]
-        mask = (torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
+        columns = torch.arange(start + width, device=device)
+        mask = (columns[None, :] < torch.tensor(lengths, device=device)[:, None]).long()
         last = sorted(set(lengths))  # logits only where some row's prompt ends
         positions = batch.slots.open(len(rows))
         try:
+            if start:
+                self._restore(batch, positions, entries, start)
             out = self.loaded.model(
                 input_ids=ids,
                 attention_mask=mask,
-                position_ids=torch.arange(width, device=device).expand(len(rows), -1),
+                position_ids=columns[start:].expand(len(rows), -1),
                 use_cache=True,
-                logits_to_keep=torch.tensor([n - 1 for n in last], device=device),
+                logits_to_keep=torch.tensor([n - 1 - start for n in last], device=device),
                 **{CACHE_ARGUMENT: batch.slots.cache_for(positions, width)},
             )
         except BaseException:
             batch.slots.discard_last(len(rows))
             raise
-        batch.slots.extend(positions, lengths)
+        batch.slots.extend(positions, [n - start for n in lengths])
+        self.prefilled_tokens += sum(n - start for n in lengths)
         keep = torch.tensor([last.index(n) for n in lengths], device=device)
         return out.logits[torch.arange(len(rows), device=device), keep, :]
+
+    def _restore(
+        self, batch: _Batch, positions: Sequence[int], entries: Sequence[PrefixEntry | None], start: int
+    ) -> None:
+        """Copy the first ``start`` kept tokens of each entry into the new slot at the matching position."""
+        device = self.loaded.device
+        try:
+            for position, entry in zip(positions, entries, strict=True):
+                assert entry is not None
+                keys, values = entry.keys, entry.values
+                if keys.device != device:  # offloaded: the slot storage must stay on the device
+                    keys, values = keys[:, :, :start].to(device), values[:, :, :start].to(device)
+                batch.slots.load(position, keys, values, start)
+        except _ERRORS as error:
+            raise _RestoreFailed() from error
+
+    def _keep(self, batch: _Batch, position: int, row: _Row) -> None:
+        """Keep the KV cache of ``row`` (at batch ``position``), whose reply ended, for its conversation's next turn.
+
+        A failure here (out of memory copying it out) loses only the entry: the next turn is prefilled in full.
+        """
+        conversation = row.request.prompt.conversation
+        count = batch.slots.lengths[position]
+        if conversation is None or count < PREFIX_MIN_TOKENS or not self.prefixes.budget_bytes:
+            return
+        ids = (row.request.prompt.token_ids + tuple(row.tokens))[:count]
+        try:
+            if self.prefixes.make_room(ids, conversation, count * batch.slots.token_bytes()):
+                keys, values = batch.slots.snapshot(position, count)
+                self.prefixes.add(PrefixEntry(ids, keys, values, conversation))
+        except _ERRORS as error:
+            _log.warning("Could not keep the KV cache of a finished reply (%r); its next turn prefills in full", error)
 
     def _decode(self, batch: _Batch) -> None:
         """One decode step for every row; a failing step is split until the failing rows are found."""
@@ -432,10 +525,13 @@ class LocalBackend:
         for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             request = row.request
             if request.cancelled or token is None:
+                if token is not None:  # stopped by its reader: the text so far is the conversation's
+                    self._keep(batch, offset + index, row)
                 self._live.discard(request)
                 done.add(offset + index)
                 continue
             row.generated += 1
+            row.tokens.append(token)
             row.length += 1
             row.next_token = token
             finish: FinishReason | None = None
@@ -454,6 +550,7 @@ class LocalBackend:
                 if finish == FinishReason.LENGTH and not row.stops.stopped:
                     text += row.stops.feed(row.decoder.flush())
                 text += row.stops.flush()
+                self._keep(batch, offset + index, row)
                 self._live.discard(request)
                 done.add(offset + index)
             if text or finish is not None:
@@ -479,6 +576,10 @@ class LocalBackend:
                 self._fail(row.request, error)
                 tokens.append(None)
         return tokens
+
+
+class _RestoreFailed(Exception):
+    """Copying a kept prefix into a slot failed (its cause says why): prefill that request in full instead."""
 
 
 def _select(batch: _Batch, keep: list[int]) -> list[int]:

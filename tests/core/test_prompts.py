@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT
@@ -9,6 +11,7 @@ from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import AiroborosFormat, ChatTemplateFormat, PromptBuilder, merge_turns
 from bot.errors import PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
+from bot.inference.types import Prompt
 
 SYSTEM = AIROBOROS_SYSTEM_PROMPT
 
@@ -185,3 +188,57 @@ def test_airoboros_tokens_match_plain_tokenization(llama_like_tokenizer: HFToken
     builder = airoboros(llama_like_tokenizer)
     prompt = builder.build(Dialogue(None, (user("Hi there"), assistant("Hello."), user("Joke?"))), max_new_tokens=8)
     assert list(prompt.token_ids) == llama_like_tokenizer.hf(prompt.text).input_ids
+
+
+def growing_thread(builder: PromptBuilder, exchanges: int, *, sheet: bool = False) -> list[Prompt]:
+    """The prompt of each follow-up in a thread that grows by one exchange at a time."""
+    head = [user("SHEET " + "x " * 20), assistant("ok")] if sheet else []
+    history: list[ChatMessage] = []
+    prompts = []
+    for i in range(exchanges):
+        dialogue = Dialogue("Keep me.", (*head, *history, user(f"question {i}")), pinned=len(head))
+        prompts.append(builder.build(dialogue, max_new_tokens=100))
+        history += [user(f"question {i} " + "word " * 8), assistant(f"answer {i} " + "word " * 8)]
+    return prompts
+
+
+def test_budget_drops_turns_in_chunks_so_the_first_kept_turn_holds(llama_like_tokenizer: HFTokenizer) -> None:
+    """Over a growing thread the first kept turn stays the same for several turns until a whole chunk is dropped."""
+    prompts = growing_thread(airoboros(llama_like_tokenizer, context=500), 60)
+
+    dropped = [p.dropped_turns for p in prompts]
+    changes = [i for i in range(1, len(dropped)) if dropped[i] != dropped[i - 1]]
+    assert len(changes) >= 3  # the thread is long enough to drop several chunks
+    assert all(later - earlier >= 3 for earlier, later in itertools.pairwise(changes))
+    assert dropped == sorted(dropped)
+
+
+def test_a_chunk_drop_goes_down_to_about_three_quarters_of_the_budget(llama_like_tokenizer: HFTokenizer) -> None:
+    """Right after a chunk is dropped the prompt uses at most about 80% of the budget, never more than all of it."""
+    prompts = growing_thread(airoboros(llama_like_tokenizer, context=500), 60)
+
+    budget = 500 - 100
+    after_drop = [p for before, p in itertools.pairwise(prompts) if p.dropped_turns != before.dropped_turns]
+    assert after_drop
+    assert all(len(p) <= budget for p in prompts)
+    assert all(len(p) <= 0.8 * budget for p in after_drop)
+
+
+def test_kept_turns_between_chunk_drops_share_the_token_prefix(llama_like_tokenizer: HFTokenizer) -> None:
+    """While the first kept turn holds, each follow-up's tokens start with the previous prompt's, bar its tail."""
+    prompts = growing_thread(airoboros(llama_like_tokenizer, context=500), 40)
+
+    for before, after in itertools.pairwise(prompts):
+        if before.dropped_turns == after.dropped_turns:
+            # The previous prompt ends "USER: question i ASSISTANT:"; everything before its last turn is shared.
+            shared = len(before) - 12
+            assert after.token_ids[:shared] == before.token_ids[:shared]
+
+
+def test_chunk_drops_keep_the_system_message_and_scene_sheet_in_front(llama_like_tokenizer: HFTokenizer) -> None:
+    """Whatever chunk was dropped, the prompt starts with the system message and the pinned sheet."""
+    prompts = growing_thread(airoboros(llama_like_tokenizer, context=500), 40, sheet=True)
+
+    assert prompts[-1].dropped_turns > 0
+    assert all(p.text.startswith("Keep me. USER: SHEET x") for p in prompts)
+    assert all("ASSISTANT: ok</s>" in p.text for p in prompts)
