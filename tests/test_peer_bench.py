@@ -153,3 +153,23 @@ def test_llama_server_command_turns_the_prompt_cache_off() -> None:
     assert command[command.index("-c") + 1] == str(context)
     assert "--no-cache-prompt" in command
     assert command[command.index("--cache-ram") + 1] == "0"
+
+
+def _phase(tokens: int, requests: int = 8) -> dict[str, Any]:
+    return {"concurrent": {"tokens": tokens, "requests": requests}}
+
+
+def test_caveat_for_replies_that_ended_early() -> None:
+    """A target whose replies stopped short of ``max_new_tokens`` carried a lighter load: said so."""
+    results = {"local": {"concurrent": [_phase(512)]}, "serve": {"concurrent": [_phase(512), _phase(300)]}}
+    assert peer.caveats(results, 64, text_prompts=True) == [
+        "serve concurrent: replies ended early (300 tokens in a phase that asked for 512)"
+    ]
+
+
+def test_caveat_for_placeholder_text_prompts() -> None:
+    """With a bench whose prompts are placeholder text, transformers serve's load is marked as not the same."""
+    results = {"serve": {"concurrent": [_phase(512)]}}
+    assert peer.caveats(results, 64, text_prompts=False) == [
+        "serve: this bench sends text-only servers a short placeholder text, not the ~128-token prompt"
+    ]
