@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from bot.errors import ConfigError
 
@@ -133,6 +133,10 @@ class InferenceConfig(_Section):
     """Requests everyone may have waiting or running at once."""
     cache_dir: str = Field(default_factory=default_cache_dir)
     """Where converted models (the embedded GGUF as safetensors) are kept; env ``AIROBOROS_BOT_CACHE``."""
+    compile: StrictBool | Literal["auto"] = "auto"
+    """The decode step through ``torch.compile`` (bot/inference/compiled.py): ``auto`` measures it against the
+    eager step at start on CUDA and keeps the faster; on a CPU ``auto`` stays eager (compiling costs minutes of
+    start-up there; docs/performance.md); ``true`` compiles anywhere; ``false`` never."""
 
 
 class StorageConfig(_Section):

@@ -49,6 +49,7 @@ def make_backend(variant: ModelConfig, config: Config) -> Backend:
         dtype=config.inference.dtype,
         cache_dir=config.inference.cache_dir,
         max_batch_size=config.inference.max_batch_size,
+        compile=config.inference.compile,
     )
 
 

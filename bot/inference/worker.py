@@ -23,6 +23,7 @@ from transformers import LlamaForCausalLM
 
 from bot.config import ModelConfig
 from bot.errors import BotError, GenerationError, ShuttingDownError
+from bot.inference.compiled import CompiledDecoder, choose_decoder
 from bot.inference.loading import LoadedModel, load_model
 from bot.inference.sampling import sample_batch
 from bot.inference.slots import SlotCache
@@ -132,6 +133,7 @@ class LocalBackend:
         cache_dir: str | Path | None = None,
         max_batch_size: int = 8,
         loaded: LoadedModel | None = None,
+        compile: bool | str = False,
     ) -> None:
         self.name = variant.name
         self.variant = variant
@@ -147,6 +149,9 @@ class LocalBackend:
         self._eos: set[int] = set()
         self.kv: SlotCache | None = None
         """The running batch's KV storage (made at start; read it only for measurements and tests)."""
+        self._compile_preference = compile
+        self.compiled: CompiledDecoder | None = None
+        """The compiled decode step when ``compile`` chose it at start (its ``compiles`` counts graphs)."""
 
     # -- asyncio side -------------------------------------------------------------------------
 
@@ -180,6 +185,9 @@ class LocalBackend:
         if self.kv is None:
             layers = int(self._loaded.model.config.num_hidden_layers)
             self.kv = SlotCache(self.max_batch_size, layers, limit=self._loaded.context_length, block=KV_BLOCK_TOKENS)
+        if self.compiled is None and self._compile_preference is not False:
+            choice = (self._loaded, self._compile_preference, self.kv, CACHE_ARGUMENT)
+            self.compiled = await asyncio.to_thread(choose_decoder, *choice)
         self._ensure_thread()
 
     async def close(self) -> None:
@@ -383,6 +391,11 @@ class LocalBackend:
 
     def _step(self, batch: _Batch, positions: list[int]) -> torch.Tensor:
         """Feed each row at ``positions`` its next token; its logits. The slots only advance if it succeeds."""
+        if self.compiled is not None:  # the compiled step (bot/inference/compiled.py); None: take the eager path
+            logits = self.compiled.step(batch.slots, positions, [batch.rows[p].next_token for p in positions])
+            if logits is not None:
+                batch.slots.extend(positions, [1] * len(positions))
+                return logits
         device = self.loaded.device
         lengths = torch.tensor([batch.slots.lengths[p] for p in positions], device=device)
         width = int(lengths.max()) + 1
