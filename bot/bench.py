@@ -320,6 +320,7 @@ def _environment(engine: Engine, variant: Variant) -> dict[str, Any]:
         "load_4bit": variant.config.load_4bit,
         "backend": variant.config.backend,
         "max_batch_size": variant.backend.max_batch_size,
+        "compiled_graphs": getattr(getattr(variant.backend, "compiled", None), "compiles", None),  # None: eager
     }
 
 

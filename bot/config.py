@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from bot.errors import ConfigError
 
@@ -139,6 +139,10 @@ class InferenceConfig(_Section):
     thousand tokens."""
     prefix_cache_offload: bool = False
     """On CUDA, keep those caches in host memory instead of on the GPU (each follow-up copies its prefix back)."""
+    compile: StrictBool | Literal["auto"] = "auto"
+    """The decode step through ``torch.compile`` (bot/inference/compiled.py): ``auto`` measures it against the
+    eager step at start on CUDA and keeps the faster; on a CPU ``auto`` stays eager (compiling costs minutes of
+    start-up there; docs/performance.md); ``true`` compiles anywhere; ``false`` never."""
 
 
 class StorageConfig(_Section):

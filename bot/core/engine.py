@@ -51,6 +51,7 @@ def make_backend(variant: ModelConfig, config: Config) -> Backend:
         max_batch_size=config.inference.max_batch_size,
         prefix_cache_mb=config.inference.prefix_cache_mb,
         prefix_cache_offload=config.inference.prefix_cache_offload,
+        compile=config.inference.compile,
     )
 
 

@@ -28,6 +28,7 @@ from transformers import LlamaForCausalLM
 
 from bot.config import ModelConfig
 from bot.errors import BotError, GenerationError, ShuttingDownError
+from bot.inference.compiled import CompiledDecoder, choose_decoder
 from bot.inference.loading import LoadedModel, load_model
 from bot.inference.prefix import PrefixCache, PrefixEntry
 from bot.inference.sampling import sample_batch
@@ -146,6 +147,7 @@ class LocalBackend:
         loaded: LoadedModel | None = None,
         prefix_cache_mb: float = DEFAULT_PREFIX_CACHE_MB,
         prefix_cache_offload: bool = False,
+        compile: bool | str = False,
     ) -> None:
         self.name = variant.name
         self.variant = variant
@@ -166,6 +168,9 @@ class LocalBackend:
         self._prefix_offload = prefix_cache_offload
         self.prefilled_tokens = 0
         """Prompt tokens run through prefill passes so far (kept prefixes are not)."""
+        self._compile_preference = compile
+        self.compiled: CompiledDecoder | None = None
+        """The compiled decode step when ``compile`` chose it at start (its ``compiles`` counts graphs)."""
 
     # -- asyncio side -------------------------------------------------------------------------
 
@@ -201,6 +206,9 @@ class LocalBackend:
             self.kv = SlotCache(self.max_batch_size, layers, limit=self._loaded.context_length, block=KV_BLOCK_TOKENS)
         if self._prefix_offload and self._loaded.device.type == "cuda":
             self.prefixes.home = torch.device("cpu")  # host memory is larger; a restore copies back
+        if self.compiled is None and self._compile_preference is not False:
+            choice = (self._loaded, self._compile_preference, self.kv, CACHE_ARGUMENT)
+            self.compiled = await asyncio.to_thread(choose_decoder, *choice)
         self._ensure_thread()
 
     async def close(self) -> None:
@@ -476,6 +484,11 @@ class LocalBackend:
 
     def _step(self, batch: _Batch, positions: list[int]) -> torch.Tensor:
         """Feed each row at ``positions`` its next token; its logits. The slots only advance if it succeeds."""
+        if self.compiled is not None:  # the compiled step (bot/inference/compiled.py); None: take the eager path
+            logits = self.compiled.step(batch.slots, positions, [batch.rows[p].next_token for p in positions])
+            if logits is not None:
+                batch.slots.extend(positions, [1] * len(positions))
+                return logits
         device = self.loaded.device
         lengths = torch.tensor([batch.slots.lengths[p] for p in positions], device=device)
         width = int(lengths.max()) + 1
