@@ -389,8 +389,6 @@ class OpenAIBackend:
             body["seed"] = params.seed
         if params.repetition_penalty != 1.0:
             body["repetition_penalty"] = params.repetition_penalty
-        if params.ignore_eos:  # the bench's fixed-length replies; vLLM and llama.cpp's server take it
-            body["ignore_eos"] = True
         return body
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> AsyncGenerator[Chunk, None]:

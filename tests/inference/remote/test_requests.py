@@ -68,13 +68,6 @@ async def test_seed_and_repetition_penalty_sent_when_set(
     assert (body["seed"], body["repetition_penalty"]) == (1234, 1.15)
 
 
-async def test_ignore_eos_sent_only_when_asked(backend: OpenAIBackend, fake: FakeVLLM, prompt: Prompt) -> None:
-    """``ignore_eos`` (the bench's fixed-length replies) goes out only when set, under vLLM's name."""
-    await collect(backend.generate(prompt, SamplingParams()))
-    await collect(backend.generate(prompt, SamplingParams(ignore_eos=True)))
-    assert ["ignore_eos" in fake.requests[0].body, fake.requests[1].body.get("ignore_eos")] == [False, True]
-
-
 async def test_prompt_filling_the_window_is_not_sent(
     make_backend: MakeBackend, variant_for: Callable[..., ModelConfig], fake: FakeVLLM, prompt: Prompt
 ) -> None:
