@@ -11,6 +11,7 @@ from bot.__main__ import main
 from bot.config import ModelConfig
 from bot.health import Heartbeat, write_heartbeat
 from bot.inference.remote import OpenAIBackend
+from bot.inference.slots import SlotCache
 from bot.inference.types import Prompt, SamplingParams
 from bot.inference.worker import LocalBackend
 from tests.test_doctor import free_port
@@ -64,6 +65,7 @@ async def test_local_worker_is_healthy_only_while_serving() -> None:
     """A local backend is unhealthy before loading, healthy with its worker thread running, unhealthy once closed."""
     assert not LocalBackend(ModelConfig(name="m")).healthy()
     backend = LocalBackend(ModelConfig(name="m"), loaded=object())  # type: ignore[arg-type]
+    backend.kv = SlotCache(1, 1, limit=8)  # what start() makes from the model; the thread serves from it
     assert backend.healthy()
     await backend.close()
     assert not backend.healthy()
