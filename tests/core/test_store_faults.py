@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from bot.inference.tokenizer import HFTokenizer
 from bot.store import MessageStatus, Role, Store
 from bot.store import _store as store_module
 from tests.doubles import ScriptedBackend, scripted_engine
+from tests.store._raw import limit_pages, write_lock_held
 
 ALICE = Author(1, "Alice")
 LONG = " ".join(f"{i:04}" + "x" * 60 for i in range(500))
@@ -43,26 +44,6 @@ def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
 def chat(store: Store, backend: ScriptedBackend) -> ChatService:
     config = Config()
     return ChatService(store, scripted_engine(config, backend), config.generation)
-
-
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    """Another process holding the database's write lock until the block ends."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-
-
-async def limit_pages(store: Store, pages: int | None) -> None:
-    """Cap the database at ``pages`` pages (None: its current size): a full disk."""
-    async with store._use("limit the size") as db:
-        if pages is None:
-            (row,) = await db.execute_fetchall("PRAGMA page_count")
-            pages = int(row[0])
-        await db.execute(f"PRAGMA max_page_count = {pages}")
 
 
 async def answer(chat: ChatService, text: str) -> str:

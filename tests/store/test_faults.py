@@ -1,8 +1,5 @@
 """Storage faults: another process holding the write lock (busy) and a full disk; clear errors, nothing lost."""
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,34 +8,13 @@ from bot.errors import StoreError
 from bot.store import Role, Store
 from bot.store import _store as store_module
 
-from ._raw import query
+from ._raw import limit_pages, query, write_lock_held
 
 
 @pytest.fixture(autouse=True)
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wait 0.1 s instead of 5 s for another connection's write lock, so a busy database fails fast."""
     monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 100)
-
-
-@contextmanager
-def write_lock_held(path: Path, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
-    """Another process's connection holding the write lock (``BEGIN IMMEDIATE``) until the block ends."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute(begin)
-        other.execute("INSERT INTO conversations (key, created_at) VALUES ('dm:other', 0)")
-        try:
-            yield other
-        finally:
-            other.execute("ROLLBACK")
-
-
-async def limit_pages(store: Store, pages: int | None) -> None:
-    """Cap the database at ``pages`` pages (None: its current size) on the store's connection: a full disk."""
-    async with store._use("limit the size") as db:
-        if pages is None:
-            (row,) = await db.execute_fetchall("PRAGMA page_count")
-            pages = int(row[0])
-        await db.execute(f"PRAGMA max_page_count = {pages}")
 
 
 async def test_a_write_while_another_process_holds_the_lock_fails_as_busy(store: Store, db_path: Path) -> None:

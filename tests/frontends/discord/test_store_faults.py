@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 
-from bot.store import MessageStatus, Role, Store
+from bot.store import MessageStatus, Role
 from bot.store import _store as store_module
 from tests.doubles import ScriptedBackend
 from tests.fakediscord import FakeDiscord, Permission
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
 from tests.frontends.discord.conftest import Running
+from tests.store._raw import limit_pages, write_lock_held
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,26 +23,6 @@ BUSY = "⚠️ The database is busy, so it could not"
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """A busy database fails after 0.1 s instead of 5 s (set before the bot opens its store)."""
     monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 100)
-
-
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    """Another process holding the database's write lock until the block ends."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-
-
-async def limit_pages(store: Store, pages: int | None) -> None:
-    """Cap the database at ``pages`` pages (None: its current size): a full disk."""
-    async with store._use("limit the size") as db:
-        if pages is None:
-            (row,) = await db.execute_fetchall("PRAGMA page_count")
-            pages = int(row[0])
-        await db.execute(f"PRAGMA max_page_count = {pages}")
 
 
 async def stored(running: Running, thread_id: int) -> list[tuple[Role, str, MessageStatus]]:
