@@ -135,8 +135,8 @@ async def _chat(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from bot.core.chat import ChatService
     from bot.core.engine import Engine
-    from bot.frontends.discord.endpoints import configure_endpoints
-    from bot.frontends.discord.runner import check_token, read_token, run_bot
+    from bot.frontends.discord.app.endpoints import configure_endpoints
+    from bot.frontends.discord.app.runner import check_token, read_token, run_bot
     from bot.health import health_path
     from bot.metrics import serve_metrics
     from bot.store import Store
@@ -207,8 +207,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _invite_url(args: argparse.Namespace) -> int:
     from bot.doctor import client_id_from_token
-    from bot.frontends.discord.invite import invite_url
-    from bot.frontends.discord.runner import TOKEN_VARIABLE
+    from bot.frontends.discord.app.invite import invite_url
+    from bot.frontends.discord.app.runner import TOKEN_VARIABLE
 
     config = load_config(args.config)
     client_id = args.client_id

@@ -102,7 +102,7 @@ def client_id_from_token(token: str) -> int | None:
 
 def check_token_shape(token: str | None) -> Result:
     """DISCORD_TOKEN is set and shaped like a bot token (never printed)."""
-    from bot.frontends.discord.runner import TOKEN_VARIABLE
+    from bot.frontends.discord.app.runner import TOKEN_VARIABLE
 
     reset = f"{PORTAL} > your application > Bot > Reset Token, then export {TOKEN_VARIABLE}=<the token>"
     if not token:
@@ -118,7 +118,7 @@ def check_token_shape(token: str | None) -> Result:
 
 async def check_token_online(token: str) -> Result:
     """Discord accepts the token (GET /users/@me); an unreachable Discord is only a warning."""
-    from bot.frontends.discord.runner import DiscordUnreachable, check_token
+    from bot.frontends.discord.app.runner import DiscordUnreachable, check_token
 
     try:
         await asyncio.wait_for(check_token(token), NETWORK_TIMEOUT)
@@ -324,7 +324,7 @@ async def check_model_server(variant: ModelConfig) -> Result:
 
 async def diagnose(config_path: str | None, environ: Mapping[str, str] | None = None) -> list[Result]:
     """Every check, in the order a new operator would fix things."""
-    from bot.frontends.discord.runner import TOKEN_VARIABLE
+    from bot.frontends.discord.app.runner import TOKEN_VARIABLE
 
     env = os.environ if environ is None else environ
     config_result, config = check_config(config_path)
@@ -336,7 +336,7 @@ async def diagnose(config_path: str | None, environ: Mapping[str, str] | None = 
     results.append(shape)
     valid_token: str | None = None
     if shape.status is Status.OK and token is not None:
-        from bot.frontends.discord.endpoints import configure_endpoints
+        from bot.frontends.discord.app.endpoints import configure_endpoints
 
         configure_endpoints(config.discord.api_base, config.discord.gateway_url)
         online = await check_token_online(token)

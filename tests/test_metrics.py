@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.config import Config, DiscordConfig, MetricsConfig, parse_config
 from bot.core.chat import ChatService
 from bot.errors import ConfigError
-from bot.frontends.discord.client import AiroborosBot
-from bot.frontends.discord.endpoints import configure_endpoints
+from bot.frontends.discord.app.client import AiroborosBot
+from bot.frontends.discord.app.endpoints import configure_endpoints
 from bot.inference.telemetry import Outcome, RequestRecord
 from bot.inference.tokenizer import HFTokenizer
 from bot.inference.types import Prompt, SamplingParams

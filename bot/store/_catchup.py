@@ -2,7 +2,7 @@
 
 Discord does not replay the messages sent while a bot's session was lost (or the bot was down); the frontend reads
 the recent history of each conversation active lately, after the newest platform message the store knows for it,
-and answers what it finds there (see ``bot/frontends/discord/catchup.py``).
+and answers what it finds there (see ``bot/frontends/discord/app/catchup.py``).
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ CREATE INDEX scene_humans_user_id ON scene_humans (user_id);
 """
 """Roleplay scenes (``/scene``): one per Discord thread (``thread_id``); ``rules`` is a JSON list, NULL for the
 card's; the cast and the humans who joined keep their order in ``position``; ``avatar_message_id`` is the
-message whose attachment serves an uploaded avatar as an URL (see ``bot/frontends/discord/scenes.py``)."""
+message whose attachment serves an uploaded avatar as an URL (see ``bot/frontends/discord/features/scenes/cog.py``)."""
 
 
 MIGRATIONS: tuple[str, ...] = (

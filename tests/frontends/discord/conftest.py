@@ -15,8 +15,8 @@ from discord.http import HTTPClient, Route
 from bot.config import Config, DiscordConfig
 from bot.core.chat import ChatService
 from bot.core.engine import Engine
-from bot.frontends.discord.client import AiroborosBot
-from bot.frontends.discord.endpoints import configure_endpoints
+from bot.frontends.discord.app.client import AiroborosBot
+from bot.frontends.discord.app.endpoints import configure_endpoints
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine

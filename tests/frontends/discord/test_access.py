@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.config import AccessConfig, Config
-from bot.frontends.discord.access import BLOCKED, NO_ROLE, OTHER_CHANNEL, SCENES_AGE_RESTRICTED
+from bot.frontends.discord.app.access import BLOCKED, NO_ROLE, OTHER_CHANNEL, SCENES_AGE_RESTRICTED
 from bot.store import Scope, StoredSettings
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, FakeUser, Permission

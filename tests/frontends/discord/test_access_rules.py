@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import AccessConfig
-from bot.frontends.discord.access import (
+from bot.frontends.discord.app.access import (
     BLOCKED,
     NO_DMS,
     NO_ROLE,

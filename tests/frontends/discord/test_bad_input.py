@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import Config, ModelConfig
-from bot.frontends.discord.conversations import thread_name
-from bot.frontends.discord.splitting import MESSAGE_LIMIT, join_pieces, split_message, split_pieces
+from bot.frontends.discord.features.conversations import thread_name
+from bot.frontends.discord.ui.splitting import MESSAGE_LIMIT, join_pieces, split_message, split_pieces
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import ApiError, FakeDiscord
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bot.core.cards import CardData, card_json, card_png, parse_card, placeholder_png
-from bot.frontends.discord.characters import Characters
+from bot.frontends.discord.features.characters.cog import Characters
 from bot.store import StoredCharacter
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord.conftest import Running

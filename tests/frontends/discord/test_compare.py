@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config, ModelConfig
-from bot.frontends.discord.compare import (
+from bot.frontends.discord.features.compare.cog import (
     DESCRIPTION_LIMIT,
     EMBEDS_LIMIT,
     WRITING,
@@ -17,7 +17,7 @@ from bot.frontends.discord.compare import (
     description_limit,
     footer_text,
 )
-from bot.frontends.discord.rendering import RESTART_MARK
+from bot.frontends.discord.ui.rendering import RESTART_MARK
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import VoteChoice, VoteCount
 from tests.doubles import ScriptedBackend, scripted_variants

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord import rendering
-from bot.frontends.discord.rendering import RESTART_MARK
+from bot.frontends.discord.ui import rendering
+from bot.frontends.discord.ui.rendering import RESTART_MARK
 from bot.store import MessageStatus, Role, Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord.splitting import MESSAGE_LIMIT
+from bot.frontends.discord.ui.splitting import MESSAGE_LIMIT
 from bot.store import MessageStatus, Role
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import ChannelType, FakeDiscord

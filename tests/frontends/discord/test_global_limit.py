@@ -16,8 +16,8 @@ from multidict import CIMultiDict
 from bot.config import Config, DiscordConfig, parse_config
 from bot.core.chat import ChatService
 from bot.errors import ConfigError
-from bot.frontends.discord.client import AiroborosBot
-from bot.frontends.discord.ratelimit import counts_against_global_limit
+from bot.frontends.discord.app.client import AiroborosBot
+from bot.frontends.discord.app.ratelimit import counts_against_global_limit
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord

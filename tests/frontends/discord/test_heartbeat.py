@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from bot.config import Config, DiscordConfig
 from bot.core.chat import ChatService
-from bot.frontends.discord.runner import run_bot
+from bot.frontends.discord.app.runner import run_bot
 from bot.health import check_heartbeat
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine

@@ -10,7 +10,7 @@ import pytest
 from bot.__main__ import main
 from bot.config import Config, DiscordConfig
 from bot.core.chat import ChatService
-from bot.frontends.discord.runner import run_bot
+from bot.frontends.discord.app.runner import run_bot
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import AccessConfig, Config
-from bot.frontends.discord.replying import HANDLED_MEMORY, Replies
+from bot.frontends.discord.ui.replying import HANDLED_MEMORY, Replies
 from bot.inference.types import Prompt
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from bot.config import Config, StorageConfig
-from bot.frontends.discord import privacy
+from bot.frontends.discord.features import privacy
 from bot.store import Role, Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
@@ -242,7 +242,7 @@ async def test_retention_purges_idle_conversations_at_start(
         await store._db.execute("UPDATE messages SET created_at = ? WHERE id = 1", (time.time() - 40 * 86_400,))
         await store._db.commit()
     config = Config(storage=StorageConfig(retention_days=30))
-    caplog.set_level(logging.INFO, logger="bot.frontends.discord.privacy")
+    caplog.set_level(logging.INFO, logger="bot.frontends.discord.features.privacy")
     async with run_bot(fake, scripted_engine(config, backend), db) as running:
         await fake.wait_for(lambda: any("Retention (30 days)" in r.message for r in caplog.records) or None)
         assert await running.store.get_conversation("dm:1") is None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord import quiz as quiz_cog
+from bot.frontends.discord.features import quiz as quiz_cog
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, FakeUser, Permission

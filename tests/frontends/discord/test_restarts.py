@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.frontends.discord.rendering import queued_text
+from bot.frontends.discord.ui.rendering import queued_text
 from bot.store import MessageStatus, Role, Store
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread

@@ -15,10 +15,10 @@ import pytest
 
 from bot.config import Config, DiscordConfig
 from bot.core.chat import ChatService
-from bot.frontends.discord import runner
-from bot.frontends.discord.client import AiroborosBot
-from bot.frontends.discord.endpoints import configure_endpoints
-from bot.frontends.discord.runner import MESSAGE_CONTENT_REFUSED, run_bot
+from bot.frontends.discord.app import runner
+from bot.frontends.discord.app.client import AiroborosBot
+from bot.frontends.discord.app.endpoints import configure_endpoints
+from bot.frontends.discord.app.runner import MESSAGE_CONTENT_REFUSED, run_bot
 from bot.store import MessageStatus, Role, Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, Intent

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.config import Config, ModelConfig
-from bot.frontends.discord.rendering import STOPPED_MARK
-from bot.frontends.discord.scenes import HEADER
-from bot.frontends.discord.speakers import NO_WEBHOOK_PERMISSION
+from bot.frontends.discord.features.scenes.cog import HEADER
+from bot.frontends.discord.ui.rendering import STOPPED_MARK
+from bot.frontends.discord.ui.voices import NO_WEBHOOK_PERMISSION
 from bot.inference.types import Prompt
 from bot.store import MessageStatus, Role, StoredCharacter
 from tests.doubles import ScriptedBackend, scripted_engine

@@ -16,8 +16,8 @@ import pytest
 from bot.config import Config, DiscordConfig, load_config
 from bot.core.chat import ChatService
 from bot.errors import TokenError
-from bot.frontends.discord.endpoints import configure_endpoints
-from bot.frontends.discord.runner import check_token, run_bot
+from bot.frontends.discord.app.endpoints import configure_endpoints
+from bot.frontends.discord.app.runner import check_token, run_bot
 from bot.redaction import MASK, Redactor, redacting, token_secrets
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine

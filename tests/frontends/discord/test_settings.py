@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord.settings import variant_choices
+from bot.frontends.discord.features.settings import variant_choices
 from bot.store import Scope, StoredSettings
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, FakeUser, Permission

@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import Config
 from bot.core.skills import LANGUAGES, code_of, code_prompt, joke_prompt
-from bot.frontends.discord.skills import attached_note
+from bot.frontends.discord.features.skills import attached_note
 from bot.inference.types import Prompt
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord

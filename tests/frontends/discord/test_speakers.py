@@ -1,4 +1,4 @@
-"""Characters speaking through the channel's webhook (bot/frontends/discord/speakers.py), against the fake Discord."""
+"""Characters speaking through the channel's webhook (bot/frontends/discord/ui/voices.py), against the fake Discord."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.frontends.discord.speakers import (
+from bot.frontends.discord.ui.voices import (
     FALLBACK_NAME,
     NO_WEBHOOK_PERMISSION,
     WEBHOOK_NAME,

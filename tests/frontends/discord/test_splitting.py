@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.frontends.discord.splitting import MESSAGE_LIMIT, Piece, join_pieces, split_message, split_pieces
+from bot.frontends.discord.ui.splitting import MESSAGE_LIMIT, Piece, join_pieces, split_message, split_pieces
 
 FENCE = "```"
 # Small limits reach the edge cases (fence lines at the limit, reopeners that do not fit) quickly.

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord.status import VariantStatus, duration_text, latency_text, variant_line
+from bot.frontends.discord.features.status import VariantStatus, duration_text, latency_text, variant_line
 from tests.doubles import ScriptedBackend, scripted_variants
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord._helpers import long_reply_streaming

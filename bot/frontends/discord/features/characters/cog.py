@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -37,11 +37,9 @@ from bot.core.cards import (
     image_type,
     parse_card,
 )
-from bot.frontends.discord.feedback import DiscordRefusal, report
-from bot.store import CharacterNameTaken, Store, StoredCharacter
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import DiscordRefusal, report
+from bot.store import CharacterNameTaken, StoredCharacter
 
 _log = logging.getLogger(__name__)
 
@@ -201,9 +199,9 @@ class Characters(commands.Cog):
 
     character = app_commands.Group(name="character", description="Roleplay characters of this server", guild_only=True)
 
-    def __init__(self, bot: AiroborosBot, store: Store) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.characters = store.characters
+        self.characters = services.chat.store.characters
 
     async def _find(self, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
         assert interaction.guild_id is not None  # the group is guild-only

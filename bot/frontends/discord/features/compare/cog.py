@@ -28,11 +28,12 @@ from asyncio_throttle import Throttler
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService, Reply
+from bot.core.chat import Author, Reply
 from bot.core.compare import PairTally, compare_messages, label, new_seed, pick_variants, shown_order, tally
 from bot.errors import BotError, GenerationError
-from bot.frontends.discord.access import AccessChecked
-from bot.frontends.discord.feedback import (
+from bot.frontends.discord.app.access import AccessChecked
+from bot.frontends.discord.services import Services
+from bot.frontends.discord.ui.feedback import (
     NO_MENTIONS,
     DiscordRefusal,
     refusal,
@@ -40,7 +41,7 @@ from bot.frontends.discord.feedback import (
     require,
     require_open_thread,
 )
-from bot.frontends.discord.rendering import RESTART_MARK, STOPPED_MARK, ChannelThrottles, queued_text
+from bot.frontends.discord.ui.rendering import RESTART_MARK, STOPPED_MARK, queued_text
 from bot.store import Comparison, VoteChoice
 
 _log = logging.getLogger(__name__)
@@ -297,9 +298,9 @@ class Compare(commands.Cog):
 
     compare = app_commands.Group(name="compare", description="Run one prompt through several model variants")
 
-    def __init__(self, chat: ChatService, throttles: ChannelThrottles) -> None:
-        self.chat = chat
-        self.throttles = throttles
+    def __init__(self, services: Services) -> None:
+        self.chat = services.chat
+        self.throttles = services.replies.throttles
         self._running: set[_Run] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 

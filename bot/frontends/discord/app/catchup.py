@@ -22,7 +22,7 @@ import discord
 from bot.store import RecentConversation, Store
 
 if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
+    from bot.frontends.discord.services import DiscordBot  # only the type: services imports this module
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MESSAGES = 50
 
 
 async def missed_messages(
-    bot: AiroborosBot, store: Store, shard_id: int
+    bot: DiscordBot, store: Store, shard_id: int
 ) -> list[tuple[discord.abc.Messageable, list[discord.Message]]]:
     """The people's messages (oldest first) after what the store knows, in each recent conversation of the shard."""
     found: list[tuple[discord.abc.Messageable, list[discord.Message]]] = []
@@ -98,7 +98,7 @@ def _anchor(recent: RecentConversation) -> int | None:
     return recent.last_user_external_id or recent.last_external_id or fallback
 
 
-def _on_shard(bot: AiroborosBot, guild_id: int | None, shard_id: int) -> bool:
+def _on_shard(bot: DiscordBot, guild_id: int | None, shard_id: int) -> bool:
     """Whether the conversation's server is served by ``shard_id`` (DMs come through shard 0)."""
     if guild_id is None:
         return shard_id == 0

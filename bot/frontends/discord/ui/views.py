@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 import discord
 
-from bot.frontends.discord.access import AccessChecked
+from bot.frontends.discord.app.access import AccessChecked
 
 Action = Literal["stop", "regenerate", "continue"]
 _LABELS: dict[Action, tuple[str, discord.ButtonStyle]] = {

@@ -58,9 +58,9 @@ import discord
 from asyncio_throttle import Throttler
 
 from bot.errors import BotError
-from bot.frontends.discord.feedback import DiscordRefusal, refusal
-from bot.frontends.discord.rendering import ChannelThrottles
-from bot.frontends.discord.splitting import split_message
+from bot.frontends.discord.ui.feedback import DiscordRefusal, refusal
+from bot.frontends.discord.ui.rendering import ChannelThrottles
+from bot.frontends.discord.ui.splitting import split_message
 
 _log = logging.getLogger(__name__)
 

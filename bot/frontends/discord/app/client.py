@@ -1,4 +1,4 @@
-"""The Discord client: intents, the conversations cog, command sync, one error path."""
+"""The Discord client: intents, the features registered from one list, command sync, one error path."""
 
 from __future__ import annotations
 
@@ -11,21 +11,12 @@ from discord.ext import commands
 
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
-from bot.frontends.discord.access import Access, AccessChecked, AccessGuard, AccessTree
-from bot.frontends.discord.characters import Characters
-from bot.frontends.discord.compare import Compare, VoteButton
-from bot.frontends.discord.conversations import Conversations
-from bot.frontends.discord.feedback import report
-from bot.frontends.discord.privacy import ForgetButton, Privacy
-from bot.frontends.discord.quiz import QuizButton, QuizCog
-from bot.frontends.discord.ratelimit import GlobalRateLimit
-from bot.frontends.discord.replying import Replies
-from bot.frontends.discord.scenes import Scenes
-from bot.frontends.discord.settings import SettingsCommands
-from bot.frontends.discord.skills import GuessButton, Skills
-from bot.frontends.discord.sources import Sources
-from bot.frontends.discord.status import Status
-from bot.frontends.discord.views import ReplyButton, SceneButton
+from bot.frontends.discord.app.access import Access, AccessChecked, AccessGuard, AccessTree
+from bot.frontends.discord.app.ratelimit import GlobalRateLimit
+from bot.frontends.discord.features import FEATURES, ROLEPLAY
+from bot.frontends.discord.services import Services
+from bot.frontends.discord.ui.feedback import report
+from bot.frontends.discord.ui.replying import Replies
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics  # only the type: the client runs without prometheus-client imported
@@ -72,27 +63,15 @@ class AiroborosBot(commands.AutoShardedBot):
         self.settings = settings
         self.replies = Replies(chat)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
+        self.services = Services(chat=chat, replies=self.replies, access=self.access, settings=settings)
+        """What every feature is given (features never import this class)."""
 
     async def setup_hook(self) -> None:
-        """Register the persistent buttons and the cogs, then sync slash commands."""
+        """Register the features (their cogs and persistent buttons), then sync slash commands."""
         await self.add_cog(AccessGuard(self, self.access))
-        self.add_dynamic_items(ReplyButton)
-        await self.add_cog(Conversations(self, self.chat, self.replies))
-        await self.add_cog(Sources(self, self.chat, self.replies))
-        self.add_dynamic_items(GuessButton)
-        await self.add_cog(Skills(self, self.chat, self.replies))
-        self.add_dynamic_items(QuizButton)
-        await self.add_cog(QuizCog(self, self.chat, default_seconds=self.chat.engine.config.skills.quiz_seconds))
-        self.add_dynamic_items(VoteButton)
-        await self.add_cog(Compare(self.chat, self.replies.throttles))
-        await self.add_cog(SettingsCommands(self, self.chat))
-        self.add_dynamic_items(ForgetButton)
-        await self.add_cog(Privacy(self, self.chat, self.replies))
-        await self.add_cog(Status(self))
-        if self.settings.roleplay:  # [discord] roleplay = false: no /character, no /scene (and no Manage Webhooks)
-            await self.add_cog(Characters(self, self.chat.store))
-            self.add_dynamic_items(SceneButton)
-            await self.add_cog(Scenes(self, self.chat, self.replies))
+        # [discord] roleplay = false: no /character, no /scene (and no Manage Webhooks)
+        for setup in FEATURES + (ROLEPLAY if self.settings.roleplay else ()):
+            await setup(self, self.services)
         self.tree.error(self.on_app_command_error)
         if self.settings.guild_ids:
             for guild_id in self.settings.guild_ids:

@@ -20,17 +20,18 @@ import logging
 import re
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService
+from bot.core.chat import Author
 from bot.core.quiz import LETTERS, clean_topic, write_question
 from bot.errors import BotError
-from bot.frontends.discord.access import AccessChecked
-from bot.frontends.discord.feedback import (
+from bot.frontends.discord.app.access import AccessChecked
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_CHANNEL,
     TO_ANSWER_IN_A_THREAD,
@@ -41,9 +42,6 @@ from bot.frontends.discord.feedback import (
     require_open_thread,
 )
 from bot.store import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
 
 _log = logging.getLogger(__name__)
 
@@ -171,11 +169,11 @@ def answered_text(result: Answered) -> str:
 class QuizCog(commands.GroupCog, group_name="quiz", group_description="Multiple-choice questions from the model"):
     """Quizzes: the model asks, everyone answers with buttons, the answer is revealed when time is up."""
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService, *, default_seconds: int) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
-        self.quizzes = chat.store.quizzes
-        self.default_seconds = default_seconds
+        self.chat = services.chat
+        self.quizzes = self.chat.store.quizzes
+        self.default_seconds = self.chat.engine.config.skills.quiz_seconds
         self._timers: dict[int, asyncio.Task[None]] = {}
         """The reveal waiting for each quiz in play."""
         self._resuming: asyncio.Task[None] | None = None
@@ -305,3 +303,9 @@ class QuizCog(commands.GroupCog, group_name="quiz", group_description="Multiple-
             await interaction.edit_original_response(content=answered_text(result))
         except BotError as error:
             await report(interaction, error)
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """``/quiz`` and its answer buttons."""
+    bot.add_dynamic_items(QuizButton)
+    await bot.add_cog(QuizCog(bot, services))

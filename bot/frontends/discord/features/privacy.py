@@ -13,22 +13,18 @@ import io
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.core.chat import ChatService
 from bot.core.privacy import ExportFormat, HistoryExport, forget_user
 from bot.errors import StoreError
-from bot.frontends.discord.access import AlwaysAllowed
-from bot.frontends.discord.feedback import NO_MENTIONS, DiscordRefusal, report
-from bot.frontends.discord.replying import Replies
+from bot.frontends.discord.app.access import AlwaysAllowed
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import NO_MENTIONS, DiscordRefusal, report
 from bot.store import Purged, UserData
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
 
 _log = logging.getLogger(__name__)
 
@@ -153,11 +149,11 @@ class Privacy(commands.Cog):
 
     history = app_commands.Group(name="history", description="The stored history of a conversation")
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
-        self.replies = replies
-        self.retention_days = chat.engine.config.storage.retention_days
+        self.chat = services.chat
+        self.replies = services.replies
+        self.retention_days = self.chat.engine.config.storage.retention_days
         """``[storage] retention_days``: 0 keeps conversations forever."""
         self._pressed: dict[int, ForgetAction] = {}
         """/forget-me answers (by message id) whose button was pressed: a second press is refused."""
@@ -265,3 +261,9 @@ class Privacy(commands.Cog):
             content=f"The stored history of this conversation: {_n(exported.messages, 'message')}.",
             attachments=[discord.File(io.BytesIO(exported.data), exported.filename)],
         )
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """``/forget-me`` (with its confirm button), ``/history export`` and the retention purge."""
+    bot.add_dynamic_items(ForgetButton)
+    await bot.add_cog(Privacy(bot, services))

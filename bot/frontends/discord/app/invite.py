@@ -1,6 +1,6 @@
 """``python -m bot invite-url``: the OAuth2 link that adds the bot with exactly the permissions it uses.
 
-The permissions come from the lists the cogs check at run time (:mod:`~bot.frontends.discord.feedback`),
+The permissions come from the lists the cogs check at run time (:mod:`~bot.frontends.discord.ui.feedback`),
 so the invite and the checks cannot drift apart. Not asked for, because the bot never needs them:
 Manage Messages (it deletes only its own messages), Manage Threads (it archives only threads it
 created, which a thread's owner may do), Add Reactions (it adds none).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.frontends.discord.feedback import (
+from bot.frontends.discord.ui.feedback import (
     TO_ANSWER_IN_A_CHANNEL,
     TO_ANSWER_IN_A_THREAD,
     TO_OPEN_A_THREAD,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -20,9 +20,7 @@ from discord.ext import commands
 
 import bot
 from bot.core.engine import Engine, Variant
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
+from bot.frontends.discord.services import DiscordBot, Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +132,19 @@ def status_embed(status: BotStatus) -> discord.Embed:
 class Status(commands.Cog):
     """``/status``."""
 
-    def __init__(self, client: AiroborosBot) -> None:
-        self.client = client
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
+        self.bot = bot
+        self.engine = services.chat.engine
         self.started = time.monotonic()
         """When the bot set up its cogs: the start of its uptime."""
 
     @app_commands.command(name="status")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
         """What the bot runs and how busy it is: models, queue, uptime, version."""
-        embed = status_embed(gather(self.client.chat.engine, self.client, self.started))
+        embed = status_embed(gather(self.engine, self.bot, self.started))
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """``/status``."""
+    await bot.add_cog(Status(bot, services))

@@ -16,16 +16,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService
+from bot.core.chat import Author
 from bot.core.sanitize import is_blank
-from bot.frontends.discord.catchup import missed_messages
-from bot.frontends.discord.feedback import (
+from bot.frontends.discord.app.catchup import missed_messages
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_CHANNEL,
     TO_ANSWER_IN_A_THREAD,
@@ -36,12 +37,8 @@ from bot.frontends.discord.feedback import (
     require,
     require_open_thread,
 )
-from bot.frontends.discord.rendering import RESTART_MARK
-from bot.frontends.discord.replying import Replies
-from bot.frontends.discord.views import Action
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
+from bot.frontends.discord.ui.rendering import RESTART_MARK
+from bot.frontends.discord.ui.views import Action, ReplyButton
 
 _log = logging.getLogger(__name__)
 
@@ -67,10 +64,11 @@ def echo_text(author: Author, prompt: str) -> str:
 class Conversations(commands.Cog):
     """Chat with the model in threads and DMs."""
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
-        self.replies = replies
+        self.chat = services.chat
+        self.replies = services.replies
+        self.access = services.access
         self.adopted: set[int] = set()
         """Threads the bot did not create but was mentioned in: conversations too."""
         self.closing = False
@@ -169,7 +167,7 @@ class Conversations(commands.Cog):
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
-        if not self.bot.access.serves(message):
+        if not self.access.serves(message):
             return  # [access] refuses this person or place: silence, so a channel is never spammed
         channel = message.channel
         if channel.id in self.replies.claimed:
@@ -189,7 +187,7 @@ class Conversations(commands.Cog):
                 return  # an attachment or sticker alone, only spaces, or no Message Content intent: nothing to answer
             if not self.replies.first_time(message.id) or not self._can_answer(channel, message):
                 return
-            if not self.bot.access.admit(message, self.replies.spawn):
+            if not self.access.admit(message, self.replies.spawn):
                 return
             await self.replies.answer(lambda: channel, author, content, key, message, external_id=message.id)
             return
@@ -200,7 +198,7 @@ class Conversations(commands.Cog):
         if is_blank(content):
             await message.reply("Mention me with a message and I'll answer in a thread.", allowed_mentions=NO_MENTIONS)
             return
-        if not self.bot.access.admit(message, self.replies.spawn):
+        if not self.access.admit(message, self.replies.spawn):
             return
         opened = _Opened()
         if not await self.replies.answer(
@@ -332,3 +330,9 @@ class _Opened:
         if self._echo is not None:
             with contextlib.suppress(discord.HTTPException):
                 await self._echo.delete()
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """Conversations and the buttons on every reply (Stop, Regenerate, Continue)."""
+    bot.add_dynamic_items(ReplyButton)
+    await bot.add_cog(Conversations(bot, services))

@@ -23,8 +23,8 @@ import discord
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
 from bot.errors import TokenError
-from bot.frontends.discord.client import AiroborosBot
-from bot.frontends.discord.heartbeat import beat
+from bot.frontends.discord.app.client import AiroborosBot
+from bot.frontends.discord.app.heartbeat import beat
 from bot.redaction import redacting
 
 _log = logging.getLogger(__name__)

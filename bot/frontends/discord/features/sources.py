@@ -15,13 +15,13 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService
+from bot.core.chat import Author
 from bot.core.sources import (
     NO_SOURCES,
     Answer,
@@ -36,11 +36,8 @@ from bot.core.sources import (
     size_text,
 )
 from bot.errors import GenerationError
-from bot.frontends.discord.feedback import DiscordRefusal, report
-from bot.frontends.discord.replying import Replies
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import DiscordRefusal, report
 
 _log = logging.getLogger(__name__)
 
@@ -99,12 +96,12 @@ class Sources(commands.Cog):
 
     source = app_commands.Group(name="source", description="Texts that /ask answers from, in this channel")
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
-        self.replies = replies
-        self.settings = chat.engine.config.skills
-        self.service = SourceService(chat, self.settings)
+        self.chat = services.chat
+        self.replies = services.replies
+        self.settings = self.chat.engine.config.skills
+        self.service = SourceService(self.chat, self.settings)
         self.ask_menu = app_commands.ContextMenu(name="Ask about this message", callback=self.ask_about_message)
 
     async def cog_load(self) -> None:
@@ -263,3 +260,8 @@ class Sources(commands.Cog):
                 await self.replies.show_once(interaction, answer.reply, transform=shown)
         except GenerationError:
             _log.info("An answer failed in the model; the user sees why")
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """``/source``, ``/ask`` and the "Ask about this message" menu."""
+    await bot.add_cog(Sources(bot, services))

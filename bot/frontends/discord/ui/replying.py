@@ -21,7 +21,7 @@ import discord
 
 from bot.core.chat import Author, ChatService, Reply
 from bot.errors import BotError, BusyError, DeliveryError, GenerationError, PromptError, StoreError
-from bot.frontends.discord.feedback import (
+from bot.frontends.discord.ui.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_THREAD,
     DiscordRefusal,
@@ -30,8 +30,8 @@ from bot.frontends.discord.feedback import (
     require,
     require_open_thread,
 )
-from bot.frontends.discord.rendering import ChannelThrottles, ReplyRenderer
-from bot.frontends.discord.views import Action, reply_view
+from bot.frontends.discord.ui.rendering import ChannelThrottles, ReplyRenderer
+from bot.frontends.discord.ui.views import Action, reply_view
 
 _log = logging.getLogger(__name__)
 

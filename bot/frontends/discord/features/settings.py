@@ -18,19 +18,17 @@ Server Settings > Integrations, which then lets them *see* the settings):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import ChatService, no_parent
+from bot.core.chat import no_parent
 from bot.core.settings import SYSTEM_PROMPT_LIMIT, ChannelSettings, Effective, Place, Source
-from bot.frontends.discord.feedback import DiscordRefusal
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import DiscordRefusal
 from bot.store import Scope
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
 
 _log = logging.getLogger(__name__)
 
@@ -136,9 +134,9 @@ class SettingsCommands(commands.Cog):
         default_permissions=discord.Permissions(manage_channels=True),
     )
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
+        self.chat = chat = services.chat
         self.settings = ChannelSettings(chat.store, chat.engine, chat.generation)
 
     async def cog_load(self) -> None:
@@ -257,3 +255,8 @@ class SettingsCommands(commands.Cog):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """The bot left a server (or was removed): its defaults and its channels' settings are forgotten."""
         await self.chat.store.settings.forget_guild(guild.id)
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """``/settings``."""
+    await bot.add_cog(SettingsCommands(bot, services))

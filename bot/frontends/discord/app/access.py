@@ -31,10 +31,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import AccessConfig
-from bot.frontends.discord.feedback import DiscordRefusal, report
+from bot.frontends.discord.ui.feedback import DiscordRefusal, report
 
 if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
+    from bot.frontends.discord.services import DiscordBot  # only the type: services imports this module
 
 _log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class AccessTree(app_commands.CommandTree[Any]):
 class AccessGuard(commands.Cog):
     """Leaves the servers the config does not allow: those it is in at start, and any it is added to."""
 
-    def __init__(self, bot: AiroborosBot, access: Access) -> None:
+    def __init__(self, bot: DiscordBot, access: Access) -> None:
         self.bot = bot
         self.access = access
 

@@ -46,27 +46,24 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatOptions, ChatService, Reply
+from bot.core.chat import Author, ChatOptions, Reply
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.scenes import MAX_NAME_LENGTH, Scene, SceneCharacter, scene_dialogue, summary_request
 from bot.core.script import Say, ScriptEvent, ScriptParser, script_text
 from bot.errors import BotError, BusyError, GenerationError, PromptError
-from bot.frontends.discord.conversations import thread_name
-from bot.frontends.discord.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
-from bot.frontends.discord.rendering import STOPPED_MARK
-from bot.frontends.discord.replying import Replies
-from bot.frontends.discord.speakers import CharacterVoice, Speaker, SpokenLine
-from bot.frontends.discord.views import SceneAction, scene_view
+from bot.frontends.discord.features.conversations import thread_name
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
+from bot.frontends.discord.ui.rendering import STOPPED_MARK
+from bot.frontends.discord.ui.views import SceneAction, scene_view
+from bot.frontends.discord.ui.voices import CharacterVoice, Speaker, SpokenLine
 from bot.store import Role, SceneMember, StoredCharacter, StoredMessage, StoredScene
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
 
 _log = logging.getLogger(__name__)
 
@@ -133,11 +130,12 @@ class Scenes(commands.Cog):
         name="scene", description="Roleplay scenes: characters and people together in a thread", guild_only=True
     )
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
-        self.store = chat.store
-        self.replies = replies
+        self.chat = services.chat
+        self.store = self.chat.store
+        self.replies = replies = services.replies
+        self.access = services.access
         self.voice = CharacterVoice(replies.throttles)
         self.active: set[int] = set()
         """Threads whose scene is going on (ended scenes' threads stay claimed but get no answer)."""
@@ -308,7 +306,7 @@ class Scenes(commands.Cog):
         content = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
         if not content or not self.replies.first_time(message.id):
             return  # an attachment alone, no Message Content intent, or a second delivery of a message
-        if not self.bot.access.serves(message) or not self.bot.access.admit(message, self.replies.spawn):
+        if not self.access.serves(message) or not self.access.admit(message, self.replies.spawn):
             return  # refused: silence (past the rate limit: one short reply per wait)
         # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
         author = Author(message.author.id, message.author.display_name)

@@ -21,7 +21,7 @@ from asyncio_throttle import Throttler
 
 from bot.core.chat import Reply
 from bot.errors import BotError
-from bot.frontends.discord.splitting import split_message
+from bot.frontends.discord.ui.splitting import split_message
 
 _log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import io
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatService, Reply
+from bot.core.chat import Author, Reply
 from bot.core.messages import ChatMessage
 from bot.core.skills import (
     LANGUAGES,
@@ -40,14 +40,11 @@ from bot.core.skills import (
     make_riddle,
 )
 from bot.errors import BotError, GenerationError, PromptError
-from bot.frontends.discord.access import AccessChecked
-from bot.frontends.discord.feedback import NO_MENTIONS, DiscordRefusal, report
-from bot.frontends.discord.replying import Replies
-from bot.frontends.discord.splitting import MESSAGE_LIMIT
+from bot.frontends.discord.app.access import AccessChecked
+from bot.frontends.discord.services import DiscordBot, Services
+from bot.frontends.discord.ui.feedback import NO_MENTIONS, DiscordRefusal, report
+from bot.frontends.discord.ui.splitting import MESSAGE_LIMIT
 from bot.store import StoredRiddle
-
-if TYPE_CHECKING:
-    from bot.frontends.discord.client import AiroborosBot
 
 _log = logging.getLogger(__name__)
 
@@ -155,10 +152,10 @@ def riddle_view(riddle_id: int) -> discord.ui.View:
 class Skills(commands.Cog):
     """Code, jokes and riddles: what the model was trained to do."""
 
-    def __init__(self, bot: AiroborosBot, chat: ChatService, replies: Replies) -> None:
+    def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
-        self.chat = chat
-        self.replies = replies
+        self.chat = services.chat
+        self.replies = services.replies
         self._judging: set[tuple[int, int]] = set()
         """(riddle, person) pairs with a guess being judged: a second guess meanwhile is refused."""
 
@@ -309,3 +306,9 @@ class Skills(commands.Cog):
 async def _private(interaction: discord.Interaction[Any], text: str) -> None:
     """Answer a deferred ephemeral interaction with ``text``."""
     await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+
+
+async def setup(bot: DiscordBot, services: Services) -> None:
+    """``/code``, ``/joke``, ``/riddle`` and the riddle's guess button."""
+    bot.add_dynamic_items(GuessButton)
+    await bot.add_cog(Skills(bot, services))

@@ -1,0 +1,1 @@
+"""The application: the discord.py client, how it runs, and what guards it (access, rate limit, health)."""
