@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import Config, ModelConfig
-from bot.frontends.discord.features.conversations import thread_name
+from bot.frontends.discord.ui.rendering import thread_name
 from bot.frontends.discord.ui.splitting import MESSAGE_LIMIT, join_pieces, split_message, split_pieces
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import ApiError, FakeDiscord

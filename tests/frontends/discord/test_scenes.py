@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config, ModelConfig
-from bot.frontends.discord.features.scenes.cog import HEADER
+from bot.frontends.discord.features.scenes.turn import HEADER
 from bot.frontends.discord.ui.rendering import STOPPED_MARK
 from bot.frontends.discord.ui.voices import NO_WEBHOOK_PERMISSION
 from bot.inference.types import Prompt

@@ -37,22 +37,12 @@ from bot.frontends.discord.ui.feedback import (
     require,
     require_open_thread,
 )
-from bot.frontends.discord.ui.rendering import RESTART_MARK
+from bot.frontends.discord.ui.rendering import RESTART_MARK, thread_name
 from bot.frontends.discord.ui.views import Action, ReplyButton
 
 _log = logging.getLogger(__name__)
 
-THREAD_NAME_LIMIT = 100
 ECHO_LIMIT = 2000
-
-
-def thread_name(prompt: str) -> str:
-    """A thread name from the prompt's first line: 1 to 100 characters, "Conversation" if it shows nothing."""
-    lines = (" ".join(line.split()) for line in prompt.splitlines())
-    first = next((line for line in lines if not is_blank(line)), "")
-    if len(first) > THREAD_NAME_LIMIT:
-        first = first[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
-    return first or "Conversation"
 
 
 def echo_text(author: Author, prompt: str) -> str:

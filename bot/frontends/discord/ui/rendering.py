@@ -20,6 +20,7 @@ import discord
 from asyncio_throttle import Throttler
 
 from bot.core.chat import Reply
+from bot.core.sanitize import is_blank
 from bot.errors import BotError
 from bot.frontends.discord.ui.splitting import split_message
 
@@ -31,6 +32,19 @@ STOPPED_MARK = "*(stopped)*"
 RESTART_MARK = "*(stopped: the bot restarted)*"
 QUEUE_EDIT_PERIOD = 3.0
 """Seconds between two edits of one placeholder's queue position: a queue that moves fast is shown coarsely."""
+
+
+THREAD_NAME_LIMIT = 100
+"""Discord's longest thread name."""
+
+
+def thread_name(prompt: str) -> str:
+    """A thread name from the prompt's first line: 1 to 100 characters, "Conversation" if it shows nothing."""
+    lines = (" ".join(line.split()) for line in prompt.splitlines())
+    first = next((line for line in lines if not is_blank(line)), "")
+    if len(first) > THREAD_NAME_LIMIT:
+        first = first[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
+    return first or "Conversation"
 
 
 def queued_text(position: int) -> str:

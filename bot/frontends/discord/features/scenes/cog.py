@@ -5,7 +5,8 @@ A scene lives in a public thread the bot opens from an echo of the command. The 
 conversation's; only the prompt differs: :func:`bot.core.scenes.scene_dialogue` puts the card's scene sheet
 first, built from the scene as stored *when the turn is built* (so a cast change or a new person shows in the very
 next prompt). The model's script streams through :class:`~bot.core.script.ScriptParser`: each character's block
-is one message posted through the channel's one webhook (:class:`~.speakers.CharacterVoice`) under the
+is one message posted through the channel's one webhook
+(:class:`~bot.frontends.discord.ui.voices.CharacterVoice`) under the
 character's name and avatar; a line for a person stops the generation and is never shown; a line for a name not
 in the scene is dropped. What is stored as the turn is the script of the lines shown.
 
@@ -40,11 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import io
 import logging
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,75 +50,28 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.chat import Author, ChatOptions, Reply
-from bot.core.messages import ChatMessage, Dialogue
-from bot.core.scenes import MAX_NAME_LENGTH, Scene, SceneCharacter, scene_dialogue, summary_request
-from bot.core.script import Say, ScriptEvent, ScriptParser, script_text
+from bot.core.chat import Author
+from bot.core.messages import ChatMessage
+from bot.core.scenes import Scene, summary_request
 from bot.errors import BotError, BusyError, GenerationError, PromptError
-from bot.frontends.discord.features.conversations import thread_name
+from bot.frontends.discord.features.scenes.cast import (
+    SceneError,
+    avatar_file,
+    human_name,
+    scene_character,
+    short,
+    split_names,
+    split_rules,
+)
+from bot.frontends.discord.features.scenes.turn import Stage, Turn
 from bot.frontends.discord.services import DiscordBot, Services
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
-from bot.frontends.discord.ui.rendering import STOPPED_MARK
-from bot.frontends.discord.ui.views import SceneAction, scene_view
-from bot.frontends.discord.ui.voices import CharacterVoice, Speaker, SpokenLine
-from bot.store import Role, SceneMember, StoredCharacter, StoredMessage, StoredScene
+from bot.frontends.discord.ui.rendering import thread_name
+from bot.frontends.discord.ui.views import SceneAction
+from bot.frontends.discord.ui.voices import CharacterVoice
+from bot.store import Role, SceneMember, StoredCharacter, StoredScene
 
 _log = logging.getLogger(__name__)
-
-AVATAR_URL_TTL = 6 * 3600.0
-"""Seconds an avatar attachment's URL is reused before the message is read again (Discord's URLs expire)."""
-MESSAGE_LIMIT = 2000
-HEADER = "🎭"
-"""The bot's message that heads each turn and carries its buttons."""
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
-_UNSAFE_IN_NAME = re.compile(r"[:\r\n]+")
-
-
-class SceneError(BotError):
-    """A scene command cannot do what was asked; the text says why."""
-
-
-def scene_character(character: StoredCharacter) -> SceneCharacter:
-    """The sheet's line for a stored character: its description, then its personality and speaking style."""
-    parts = [character.description.strip(), character.personality.strip(), character.speaking_style.strip()]
-    return SceneCharacter(character.name, " ".join(part for part in parts if part) or "a character.")
-
-
-def human_name(display_name: str) -> str:
-    """A person's display name as the scene knows it: no colon or line break (the script reads ``Name:``)."""
-    cleaned = " ".join(_UNSAFE_IN_NAME.sub(" ", display_name).split())[:MAX_NAME_LENGTH].strip()
-    return cleaned or "Guest"
-
-
-def split_names(text: str) -> list[str]:
-    """``"Yoda, Homer ,yoda"`` -> ``["Yoda", "Homer"]`` (once each, whatever the case)."""
-    names: dict[str, str] = {}
-    for name in (part.strip() for part in text.split(",")):
-        if name:
-            names.setdefault(name.casefold(), name)
-    return list(names.values())
-
-
-def split_rules(text: str | None) -> tuple[str, ...] | None:
-    """Rules typed as ``rule one; rule two`` (None: the card's rules)."""
-    if text is None:
-        return None
-    return tuple(rule.strip() for rule in text.split(";") if rule.strip())
-
-
-def avatar_filename(character: StoredCharacter) -> str:
-    """The name an uploaded avatar is attached under, so its URL can be found again."""
-    return f"avatar-{character.id}.{_EXTENSIONS.get(character.avatar_type or '', 'png')}"
-
-
-def _avatar_file(character: StoredCharacter) -> discord.File | None:
-    if character.avatar_url or character.avatar is None:
-        return None
-    return discord.File(io.BytesIO(character.avatar), avatar_filename(character))
-
-
-def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Scenes(commands.Cog):
@@ -136,13 +87,10 @@ class Scenes(commands.Cog):
         self.store = self.chat.store
         self.replies = replies = services.replies
         self.access = services.access
-        self.voice = CharacterVoice(replies.throttles)
+        self.stage = Stage(self.chat, replies, CharacterVoice(replies.throttles))
         self.active: set[int] = set()
         """Threads whose scene is going on (ended scenes' threads stay claimed but get no answer)."""
-        self._attachments: dict[int, tuple[float, dict[str, str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.turns: dict[int, _Turn] = {}
-        """The turn streaming in each scene thread (for Stop)."""
         self._pressed: set[int] = set()
         """Scene threads with a Regenerate press being handled."""
 
@@ -184,9 +132,9 @@ class Scenes(commands.Cog):
         author = Author(interaction.user.id, interaction.user.display_name)
         # Checked before anything is posted: names with a colon, a person named like a character, ...
         Scene(tuple(scene_character(c) for c in cast), (human_name(author.name),), setting, split_rules(rules))
-        files = [file for file in (_avatar_file(c) for c in cast) if file is not None]
+        files = [file for file in (avatar_file(c) for c in cast) if file is not None]
         names = ", ".join(f"**{c.name}**" for c in cast)
-        echo_text = _short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
+        echo_text = short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
         try:
             echo = await channel.send(echo_text, files=files, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
@@ -232,7 +180,7 @@ class Scenes(commands.Cog):
         found = (await self._cast(scene.guild_id, [character]))[0]
         if any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is already in this scene.")
-        file = _avatar_file(found)
+        file = avatar_file(found)
         try:
             posted = await thread.send(
                 f"🎭 **{found.name}** joins the scene.",
@@ -276,7 +224,7 @@ class Scenes(commands.Cog):
             _log.info("No summary for the scene in %d: %s", thread.id, error)
         text = "🎭 **The scene ends.**" + (f"\n{summary}" if summary else "")
         try:
-            await thread.send(_short(text), allowed_mentions=NO_MENTIONS)
+            await thread.send(short(text), allowed_mentions=NO_MENTIONS)
             await thread.edit(archived=True)
         except discord.HTTPException as error:
             raise refusal(error, "close the scene's thread") from error
@@ -336,7 +284,7 @@ class Scenes(commands.Cog):
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        turn = _Turn(self, thread, nudge, owner=author.id)
+        turn = Turn(self.stage, thread, nudge, owner=author.id)
         try:
             async with self.chat.respond(
                 f"thread:{thread.id}",
@@ -372,7 +320,7 @@ class Scenes(commands.Cog):
             await self._regenerate(interaction, thread_id)
 
     async def _stop(self, interaction: discord.Interaction[Any], thread_id: int) -> None:
-        turn = self.turns.get(thread_id)
+        turn = self.stage.turns.get(thread_id)
         message = interaction.message
         if turn is None or turn.header is None or message is None or message.id != turn.header.id:
             await report(interaction, DiscordRefusal("That turn has already finished."))
@@ -399,7 +347,7 @@ class Scenes(commands.Cog):
         if task is not None:
             self._tasks.add(task)
         author = Author(interaction.user.id, interaction.user.display_name)
-        turn = _Turn(self, thread, None, owner=author.id, header=message)
+        turn = Turn(self.stage, thread, None, owner=author.id, header=message)
         try:
             await interaction.response.defer()
             target = await self.chat.find(message.id)
@@ -455,7 +403,7 @@ class Scenes(commands.Cog):
                 if known
                 else "This server has no characters yet: create one with /character create."
             )
-            raise SceneError(_short(f"No character named {which} here. {listing}", 1900))
+            raise SceneError(short(f"No character named {which} here. {listing}", 1900))
         return [character for character in found.values() if character is not None]
 
     async def _member(self, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
@@ -465,188 +413,3 @@ class Scenes(commands.Cog):
         if not any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is not in this scene; bring them in with /scene add.")
         return found
-
-    async def speaker(self, thread: discord.Thread, character: StoredCharacter, member: SceneMember) -> Speaker:
-        """How ``character`` posts: its name, and its avatar link or the URL of its uploaded avatar."""
-        if character.avatar_url:
-            return Speaker(character.name, character.avatar_url)
-        if not character.has_avatar or member.avatar_message_id is None:
-            return Speaker(character.name)
-        urls = await self._attachment_urls(thread, member.avatar_message_id)
-        return Speaker(character.name, urls.get(avatar_filename(character)))
-
-    async def _attachment_urls(self, thread: discord.Thread, message_id: int) -> dict[str, str]:
-        cached = self._attachments.get(message_id)
-        if cached is not None and time.monotonic() - cached[0] < AVATAR_URL_TTL:
-            return cached[1]
-        # The thread's starter message (its id is the thread's) lives in the parent channel.
-        parent = thread.parent
-        where = parent if message_id == thread.id and isinstance(parent, discord.TextChannel) else thread
-        try:
-            message = await where.fetch_message(message_id)
-        except discord.HTTPException:
-            _log.info("The avatar message %d of a scene is gone; characters speak with the default avatar", message_id)
-            return {}
-        urls = {attachment.filename: attachment.url for attachment in message.attachments}
-        self._attachments[message_id] = (time.monotonic(), urls)
-        return urls
-
-
-class _Turn:
-    """One answer of a scene's characters: its prompt, built in the conversation's turn, then its lines on screen."""
-
-    def __init__(
-        self,
-        cog: Scenes,
-        thread: discord.Thread,
-        nudge: str | None,
-        *,
-        owner: int,
-        header: discord.Message | None = None,
-    ) -> None:
-        self.cog = cog
-        self.thread = thread
-        self.nudge = nudge
-        self.owner = owner
-        """Who started the turn (may press Stop)."""
-        self.header: discord.Message | discord.PartialMessage | None = header
-        """The bot's 🎭 message heading the turn (given for Regenerate: the turn is played again under it)."""
-        self.opened = False
-        self.stopped = False
-        self._consumer: asyncio.Task[None] | None = None
-        self.scene: Scene | None = None
-        self.cast: dict[str, tuple[StoredCharacter, SceneMember]] = {}
-        self.lines: dict[int, SpokenLine] = {}
-
-    async def dialogue(self, history: Sequence[StoredMessage], options: ChatOptions) -> Dialogue:
-        """The scene's sheet and lines; a person who speaks for the first time joins the scene here."""
-        store = self.cog.store
-        stored = await store.scenes.get(self.thread.id)
-        if stored is None or not stored.active:
-            raise PromptError("This scene has ended; start a new one with /scene start.")
-        humans = {h.user_id: h.name for h in stored.humans}
-        for message in history:
-            if message.role == Role.USER and message.author_id is not None and message.author_id not in humans:
-                name = human_name(message.author_name or "")
-                await store.scenes.add_human(self.thread.id, message.author_id, name)
-                humans[message.author_id] = name
-        for member in stored.cast:
-            character = await store.characters.get_by_id(member.character_id)
-            if character is not None:
-                self.cast[character.name.strip()] = (character, member)
-        if not self.cast:
-            raise PromptError("This scene has no characters left; bring one in with /scene add.")
-        self.scene = Scene(
-            tuple(scene_character(c) for c, _ in self.cast.values()),
-            tuple(humans.values()),
-            stored.setting,
-            stored.rules,
-        )
-        turns = [
-            ChatMessage("user", m.content, humans.get(m.author_id or 0, m.author_name))
-            if m.role == Role.USER
-            else ChatMessage("assistant", m.content)
-            for m in history
-        ]
-        if self.nudge is not None:
-            # The prompt ends "ASSISTANT: Yoda:" (after the last script, if the model spoke last): Yoda speaks next.
-            turns.append(ChatMessage("assistant", f"{self.nudge}:"))
-        built = scene_dialogue(self.scene, turns, system=options.system)
-        return dataclasses.replace(built, continue_last=self.nudge is not None)
-
-    async def perform(self, reply: Reply) -> None:
-        """Stream the script: one character message per block; a line for a person ends the turn."""
-        assert self.scene is not None
-        parser = ScriptParser.from_scene(self.scene)
-        self.speakers = {
-            name: await self.cog.speaker(self.thread, character, member)
-            for name, (character, member) in self.cast.items()
-        }
-        earlier = [i for i in reply.shown_in if self.header is None or i != self.header.id]
-        await self._open(reply)
-        if earlier:  # Regenerate: the turn's old lines go (the bot's own deletion: the history keeps the turn)
-            for message_id in earlier:
-                self.cog.replies.deleting(message_id)
-            await self.cog.voice.remove(self.thread, earlier)
-        complete = False
-        try:
-            if self.nudge is not None:
-                await self._show(parser.feed(f"{self.nudge}:"))
-            self._consumer = asyncio.create_task(self._consume(reply, parser))
-            try:
-                await self._consumer
-            except asyncio.CancelledError:
-                # Stop cancelled the reading only; a shutdown cancels this task itself and must go on.
-                current = asyncio.current_task()
-                if not self.stopped or (current is not None and current.cancelling()):
-                    raise
-            if not self.stopped:
-                await self._show(parser.close())
-                complete = True
-        finally:
-            for index, line in self.lines.items():
-                try:
-                    await line.finish(parser.lines[index][1])
-                except BotError:
-                    _log.warning("A character's line could not be shown in full", exc_info=True)
-            header = [self.header.id] if self.header is not None else []
-            reply.shown_in = header + [i for line in self.lines.values() for i in line.message_ids]
-            reply.settle(script_text(parser.lines), complete=complete and parser.stopped)
-
-    async def _consume(self, reply: Reply, parser: ScriptParser) -> None:
-        async with contextlib.aclosing(reply.deltas()) as deltas:
-            async for delta in deltas:
-                await self._show(parser.feed(delta))
-                if parser.stopped:
-                    break  # closing the stream cancels the generation
-
-    def stop(self) -> None:
-        """Stop the generation (the Stop button): the lines shown so far stay and are stored."""
-        self.stopped = True
-        if self._consumer is not None:
-            self._consumer.cancel()
-
-    async def _open(self, reply: Reply) -> None:
-        """Head the turn with its 🎭 message offering Stop (for Regenerate: the same header, edited)."""
-        self.opened = True
-        self.cog.turns[self.thread.id] = self
-        view = scene_view(self.thread.id, streaming=True)
-        throttle = self.cog.replies.throttles(self.thread.id)
-        if self.header is not None:
-            with contextlib.suppress(discord.HTTPException):
-                async with throttle:
-                    await self.header.edit(content=HEADER, view=view)
-            return
-        earlier = await self.cog.chat.earlier_reply(reply)
-        if earlier:  # only the latest turn keeps its buttons (a turn from before headers: the edit is refused)
-            with contextlib.suppress(discord.HTTPException):
-                async with throttle:
-                    await self.thread.get_partial_message(earlier[0]).edit(view=None)
-        try:
-            async with throttle:
-                self.header = await self.thread.send(HEADER, view=view, allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException as error:
-            raise refusal(error, "write in this thread") from error
-
-    async def close(self) -> None:
-        """Once the turn is stored (or failed): its header offers Regenerate, marked if the turn was stopped."""
-        if self.cog.turns.get(self.thread.id) is self:
-            del self.cog.turns[self.thread.id]
-        if not self.opened or self.header is None:
-            return
-        content = f"{HEADER} {STOPPED_MARK}" if self.stopped else HEADER
-        with contextlib.suppress(discord.HTTPException):
-            async with self.cog.replies.throttles(self.thread.id):
-                await self.header.edit(content=content, view=scene_view(self.thread.id, streaming=False))
-
-    async def _show(self, events: Sequence[ScriptEvent]) -> None:
-        for event in events:
-            if not isinstance(event, Say):
-                continue  # Stop: the parser reports nothing after it
-            line = self.lines.get(event.line_index)
-            if line is None:
-                self.lines[event.line_index] = await self.cog.voice.start(
-                    self.thread, self.speakers[event.character], event.text
-                )
-            else:
-                line.update(event.text)
