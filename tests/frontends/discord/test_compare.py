@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config, ModelConfig
-from bot.frontends.discord.features.compare.cog import (
+from bot.frontends.discord.features.compare.panel import (
     DESCRIPTION_LIMIT,
     EMBEDS_LIMIT,
     WRITING,

@@ -1,6 +1,7 @@
 """``/compare``: one prompt through several model variants side by side, with votes on the answers."""
 
-from bot.frontends.discord.features.compare.cog import Compare, VoteButton
+from bot.frontends.discord.features.compare.cog import Compare
+from bot.frontends.discord.features.compare.votes import VoteButton
 from bot.frontends.discord.services import DiscordBot, Services
 
 
