@@ -1,7 +1,7 @@
 """A fake Discord (REST API + gateway) on loopback for testing the real discord.py client.
 
 Start it with ``async with FakeDiscord() as fake:``, point discord.py at it with
-``bot.frontends.discord.endpoints.configure_endpoints(fake.api_base, fake.gateway_url)``,
+``bot.frontends.discord.app.endpoints.configure_endpoints(fake.api_base, fake.gateway_url)``,
 log in with ``fake.token``, then drive users from the test (``send_message``,
 ``invoke_slash``, ``click_button``...) and read what the bot did (``messages_in``,
 ``requests``, interaction handles).

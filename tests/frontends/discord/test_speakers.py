@@ -8,16 +8,8 @@ from typing import Any
 import discord
 import pytest
 
-from bot.frontends.discord.ui.voices import (
-    FALLBACK_NAME,
-    NO_WEBHOOK_PERMISSION,
-    WEBHOOK_NAME,
-    CharacterVoice,
-    Speaker,
-    VoiceError,
-    speaker_avatar,
-    speaker_name,
-)
+from bot.frontends.discord.ui.spoken import FALLBACK_NAME, Speaker, speaker_avatar, speaker_name
+from bot.frontends.discord.ui.voices import NO_WEBHOOK_PERMISSION, WEBHOOK_NAME, CharacterVoice, VoiceError
 from tests.fakediscord import FakeDiscord, Permission
 from tests.frontends.discord._helpers import eventually
 from tests.frontends.discord.conftest import Running

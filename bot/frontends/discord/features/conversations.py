@@ -8,7 +8,7 @@ each conversation, so what is stored follows the order Discord shows.
 
 Every interaction is acknowledged before anything slow (a database read, tokenizing,
 the model); permissions are checked before acting, and every refusal goes through
-:func:`~bot.frontends.discord.feedback.report`.
+:func:`~bot.frontends.discord.ui.feedback.report`.
 """
 
 from __future__ import annotations

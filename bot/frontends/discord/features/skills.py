@@ -10,7 +10,7 @@ stored, and posted with the answer behind a spoiler and a persistent Guess butto
 judged (a normalized match, else the model's yes/no); the first right guess is announced in the
 channel and recorded, later guesses are told who solved it. Every interaction is acknowledged
 before the store or the model is touched; every refusal goes through
-:func:`~bot.frontends.discord.feedback.report`.
+:func:`~bot.frontends.discord.ui.feedback.report`.
 """
 
 from __future__ import annotations

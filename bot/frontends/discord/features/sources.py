@@ -6,7 +6,7 @@ with a "Sources:" footer. "Ask about this message" opens a modal for the questio
 and its text attachments, which are not stored: they exist only for that answer.
 
 Every command is acknowledged before anything slow; a modal is itself the menu's answer, and its submission is
-deferred before any work. Refusals take the one error path (:func:`~bot.frontends.discord.feedback.report`).
+deferred before any work. Refusals take the one error path (:func:`~bot.frontends.discord.ui.feedback.report`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Replies on screen: each reply streamed into Discord, its buttons, and the replies in flight.
 
 :class:`Replies` turns a :class:`~bot.core.chat.Reply` into Discord messages (through
-:class:`~bot.frontends.discord.rendering.ReplyRenderer`), makes the final edit only once
+:class:`~bot.frontends.discord.ui.rendering.ReplyRenderer`), makes the final edit only once
 the chat service stored the reply, records which messages show it (so its buttons work
 after a restart), takes the buttons off the reply before it, and answers button presses.
 It knows the reply in flight of each conversation: Stop, a deleted message, a deleted

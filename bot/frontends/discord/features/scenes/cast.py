@@ -11,7 +11,7 @@ import discord
 
 from bot.core.scenes import MAX_NAME_LENGTH, SceneCharacter
 from bot.errors import BotError
-from bot.frontends.discord.ui.voices import Speaker
+from bot.frontends.discord.ui.spoken import Speaker
 from bot.store import SceneMember, StoredCharacter
 
 _log = logging.getLogger(__name__)

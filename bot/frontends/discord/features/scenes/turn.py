@@ -20,8 +20,9 @@ from bot.frontends.discord.features.scenes.cast import Avatars, human_name, scen
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, refusal
 from bot.frontends.discord.ui.rendering import STOPPED_MARK
 from bot.frontends.discord.ui.replying import Replies
+from bot.frontends.discord.ui.spoken import SpokenLine
 from bot.frontends.discord.ui.views import scene_view
-from bot.frontends.discord.ui.voices import CharacterVoice, SpokenLine
+from bot.frontends.discord.ui.voices import CharacterVoice
 from bot.store import Role, SceneMember, Store, StoredCharacter, StoredMessage
 
 _log = logging.getLogger(__name__)
