@@ -26,9 +26,7 @@ from discord.ext import commands
 from bot.core.cards import (
     AVATAR_MAX_BYTES,
     CARD_MAX_BYTES,
-    FIELD_MAX_CHARS,
     IMAGE_TYPES,
-    NAME_MAX_CHARS,
     CardData,
     CardError,
     card_json,
@@ -37,8 +35,9 @@ from bot.core.cards import (
     image_type,
     parse_card,
 )
+from bot.frontends.discord.features.characters.editor import CharacterModal, EditorView
 from bot.frontends.discord.services import DiscordBot, Services
-from bot.frontends.discord.ui.feedback import DiscordRefusal, report
+from bot.frontends.discord.ui.feedback import DiscordRefusal
 from bot.store import CharacterNameTaken, StoredCharacter
 
 _log = logging.getLogger(__name__)
@@ -46,8 +45,6 @@ _log = logging.getLogger(__name__)
 LIST_LIMIT = 1900
 """Characters of ``/character list`` shown; Discord's limit is 2000."""
 SHORT_DESCRIPTION = 100
-EDITOR_SECONDS = 600
-"""How long the "Open the editor" button and the forms stay usable."""
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -104,94 +101,6 @@ def character_embed(character: StoredCharacter, filename: str | None) -> discord
 def _shorten_block(text: str, limit: int) -> str:
     """Like _shorten but keeps line breaks (an embed shows them)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class CharacterModal(discord.ui.Modal):
-    """The character form: create (empty) or edit (filled with the current values)."""
-
-    def __init__(
-        self,
-        cog: Characters,
-        *,
-        character: StoredCharacter | None = None,
-        avatar: discord.Attachment | None = None,
-        avatar_url: str | None = None,
-    ) -> None:
-        title = f"Edit {character.name}" if character else "New character"
-        super().__init__(title=_shorten(title, 45), timeout=EDITOR_SECONDS)
-        self.cog = cog
-        self.character = character
-        self.avatar = avatar
-        self.avatar_url = avatar_url
-        self.name_input: discord.ui.TextInput[CharacterModal] = discord.ui.TextInput(
-            label="Name", custom_id="name", max_length=NAME_MAX_CHARS, default=character.name if character else None
-        )
-        self.description_input: discord.ui.TextInput[CharacterModal] = discord.ui.TextInput(
-            label="Description",
-            custom_id="description",
-            style=discord.TextStyle.paragraph,
-            max_length=FIELD_MAX_CHARS,
-            default=character.description if character else None,
-            placeholder="Who they are, how they look, what they want",
-        )
-        self.personality_input: discord.ui.TextInput[CharacterModal] = discord.ui.TextInput(
-            label="Personality",
-            custom_id="personality",
-            style=discord.TextStyle.paragraph,
-            max_length=FIELD_MAX_CHARS,
-            required=False,
-            default=character.personality if character else None,
-        )
-        self.speaking_style_input: discord.ui.TextInput[CharacterModal] = discord.ui.TextInput(
-            label="Speaking style",
-            custom_id="speaking_style",
-            style=discord.TextStyle.paragraph,
-            max_length=FIELD_MAX_CHARS,
-            required=False,
-            default=character.speaking_style if character else None,
-            placeholder="e.g. short sentences, sailor's slang",
-        )
-        for item in (self.name_input, self.description_input, self.personality_input, self.speaking_style_input):
-            self.add_item(item)
-
-    def typed(self) -> str:
-        """What the person typed, to give back if the form is refused."""
-        fields = (
-            ("Name", self.name_input),
-            ("Description", self.description_input),
-            ("Personality", self.personality_input),
-            ("Speaking style", self.speaking_style_input),
-        )
-        return "\n\n".join(f"{label}:\n{item.value}" for label, item in fields)
-
-    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
-        """Acknowledge, then save; refusals reach :meth:`on_error`."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.save(interaction, self)
-
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]
-        """A refused form takes the one error path and gives back what was typed."""
-        await report(interaction, error, returned=self.typed())
-
-
-class EditorView(discord.ui.View):
-    """The button under ``/character edit``'s answer that opens the filled form (a form must be a response)."""
-
-    def __init__(self, cog: Characters, character: StoredCharacter) -> None:
-        super().__init__(timeout=EDITOR_SECONDS)
-        self.cog = cog
-        self.character = character
-
-    @discord.ui.button(label="Open the editor", style=discord.ButtonStyle.primary, emoji="✏️")
-    async def open_editor(self, interaction: discord.Interaction[Any], button: discord.ui.Button[EditorView]) -> None:
-        """The form is the acknowledgement; it holds the values read when the command ran."""
-        await interaction.response.send_modal(CharacterModal(self.cog, character=self.character))
-
-    async def on_error(
-        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any], /
-    ) -> None:
-        """A failed press takes the one error path."""
-        await report(interaction, error)
 
 
 class Characters(commands.Cog):
