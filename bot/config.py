@@ -181,6 +181,15 @@ class SkillsConfig(_Section):
     """How long ``/quiz start`` takes answers when no time is given."""
 
 
+class ScenesConfig(_Section):
+    """Roleplay scenes (``[scenes]``)."""
+
+    max_lines_per_turn: Annotated[int, Field(ge=0, le=50)] = 4
+    """The most character lines one turn posts (the model's next named line ends the turn); 0: no cap."""
+    narrator_name: Annotated[str, Field(min_length=1, max_length=80)] = "Narrator"
+    """The name narration is posted under (the model's lines that belong to no character)."""
+
+
 class AccessConfig(_Section):
     """Who the bot serves, where, and how often (``[access]``); empty lists mean no restriction."""
 
@@ -230,6 +239,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    scenes: ScenesConfig = Field(default_factory=ScenesConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)

@@ -10,11 +10,15 @@ Role = Literal["user", "assistant"]
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a conversation; ``name`` is the author's display name (humans only)."""
+    """One message of a conversation; ``name`` is the author's display name and ``author_id`` who they are (humans).
+
+    Two people may go by the same display name: with ``author_id`` given they still get distinct labels.
+    """
 
     role: Role
     content: str
     name: str | None = None
+    author_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

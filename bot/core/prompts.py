@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bot.core.messages import ChatMessage, Dialogue, Role
-from bot.core.sanitize import defuse_labels, speaker_label
+from bot.core.sanitize import INVISIBLE, defuse_labels, distinct_labels
 from bot.errors import PromptError, PromptTooLongError
 from bot.inference.types import Prompt, Tokenizer
 
@@ -71,14 +71,18 @@ class AiroborosFormat(PromptFormat):
     stop = ("USER:",)
     roles: ClassVar[dict[str, str]] = {"user": "USER", "assistant": "ASSISTANT"}
     seps: ClassVar[dict[str, str]] = {"user": " ", "assistant": "</s>"}
-    # No word boundary in front: "xUSER:" would still put the marker's characters in the prompt.
-    _markers = re.compile(r"(USER|ASSISTANT):")
+    # No word boundary in front ("xUSER:" would still put the marker's characters in the prompt), any case, spaces or
+    # invisible characters anywhere in it: what a model could still read as a turn marker.
+    _markers = re.compile(
+        "(" + "|".join(INVISIBLE.join(word) for word in ("USER", "ASSISTANT")) + f")([\\s{INVISIBLE[1:-2]}]*):",
+        re.IGNORECASE,
+    )
 
     def __init__(self, default_system: str) -> None:
         self.default_system = default_system
 
     def neutralize(self, text: str) -> str:
-        return self._markers.sub("\\1：", text)
+        return self._markers.sub("\\1\\2：", text)
 
     def layout(self, system: str | None, turns: Sequence[Turn], *, continue_last: bool) -> str:
         parts = [(self.default_system if system is None else system) + " "]
@@ -121,15 +125,24 @@ def make_format(name: str, tokenizer: Tokenizer, default_system: str | None) -> 
 def merge_turns(messages: Sequence[ChatMessage]) -> list[Turn]:
     """Merge consecutive same-role messages; with several named humans, prefix each message with its author.
 
-    The prefix is the author's :func:`~bot.core.sanitize.speaker_label`, and a line inside a message that starts
-    with a participant's label and a colon gets a full-width colon, so nobody can write a line as someone else.
+    Each author (by ``author_id``, else by name) gets one label, :func:`~bot.core.sanitize.distinct_labels` in the
+    order they first spoke: two people showing the same display name read ``Alex`` and ``Alex (2)``, so a nickname
+    change cannot make one pass for the other. A line inside a message that starts with any author's label and a
+    colon gets a full-width colon (:func:`~bot.core.sanitize.defuse_labels`), so nobody can write a line as someone
+    else.
     """
-    labels = {speaker_label(m.name) for m in messages if m.role == "user" and m.name}
+    authors: dict[object, str] = {}
+    for message in messages:
+        if message.role == "user" and message.name:
+            key = message.author_id if message.author_id is not None else message.name
+            authors[key] = message.name  # the latest name an author goes by
+    labels = dict(zip(authors, distinct_labels(list(authors.values())), strict=True))
     turns: list[Turn] = []
     for message in messages:
         text = message.content
         if message.role == "user" and message.name and len(labels) > 1:
-            text = f"{speaker_label(message.name)}: {defuse_labels(text, labels)}"
+            label = labels[message.author_id if message.author_id is not None else message.name]
+            text = f"{label}: {defuse_labels(text, labels.values())}"
         if turns and turns[-1].role == message.role:
             turns[-1] = Turn(message.role, f"{turns[-1].text}\n{text}")
         else:

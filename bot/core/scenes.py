@@ -19,9 +19,9 @@ first user turn is the *scene sheet*, byte for byte the card's example::
 
 Public API (all pure: no Discord, no store, no tokenizer):
 
-- :class:`SceneCharacter` and :class:`Scene`: frozen values; :class:`Scene` validates itself and raises
-  :class:`~bot.errors.PromptError` with a short user-facing text (no characters, an empty or too long name, the
-  same name twice, a human named like a character).
+- :class:`SceneCharacter` and :class:`Scene`: frozen values. A scene needs a character
+  (:class:`~bot.errors.PromptError` otherwise) and refuses nothing else: every name gets a distinct label
+  (:attr:`Scene.character_labels`, :attr:`Scene.human_labels`), so no name a person picks can break a scene.
 - :func:`default_rules`: the card's six rules, the last one naming the characters.
 - :func:`scene_sheet`: the first user turn above.
 - :func:`scene_dialogue`: the :class:`~bot.core.messages.Dialogue` to hand to ``PromptBuilder.build`` (or to
@@ -32,19 +32,22 @@ The card names a character twice: in full on the sheet (``Homer Simpson``) and b
 rules, the opening and the model's lines (``Homer``). :attr:`SceneCharacter.full_name` holds the first when it
 differs; :attr:`SceneCharacter.name` is always the speaking name.
 
-Every name reaches the prompt as its :func:`~bot.core.sanitize.speaker_label` (no invisible characters, no colon,
-one line), and the stop strings and :class:`bot.core.script.ScriptParser` match that same label: the model writes
-the names it was shown, so a name like ``Dr: Wh\u200bo`` (shown as ``Dr Who``) still stops and parses.
+Every name reaches the prompt as a label (:func:`~bot.core.sanitize.distinct_labels`: no invisible characters, no
+colon, one line, at most 40 characters, and distinct: characters keep theirs, a person whose name clashes with a
+character's or an earlier person's reads ``Alex (2)``), and the stop strings and
+:class:`bot.core.script.ScriptParser` match those same labels: the model writes the names it was shown, so a name
+like ``Dr: Wh\u200bo`` (shown as ``Dr Who``) still stops and parses. A person's lines are defused against every
+label of the scene (:func:`~bot.core.sanitize.defuse_labels`), so ``Yoda: I surrender`` typed by Jon stays Jon's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.core.messages import ChatMessage, Dialogue
-from bot.core.sanitize import is_blank, speaker_label
+from bot.core.sanitize import MAX_LABEL_LENGTH, defuse_labels, distinct_labels, speaker_label
 from bot.errors import PromptError
 
 CARD_RULES = (
@@ -56,8 +59,8 @@ CARD_RULES = (
 )
 """The card's first five rules, word for word; :func:`default_rules` adds the sixth, which names the characters."""
 
-MAX_NAME_LENGTH = 40
-"""Longest speaker name: the script parser only looks this far into a line for ``Name:``."""
+MAX_NAME_LENGTH = MAX_LABEL_LENGTH
+"""Longest speaker label: the script parser only looks this far into a line for ``Name:`` (longer names are cut)."""
 
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
@@ -97,26 +100,22 @@ class Scene:
     humans: tuple[str, ...]
     setting: str
     rules: tuple[str, ...] | None = None
+    character_labels: tuple[str, ...] = field(init=False)
+    """What each character is called in the prompt, in order: its name as a label (a clash gets ``(2)``)."""
+    human_labels: tuple[str, ...] = field(init=False)
+    """What each person is called in the prompt, in order: a clash with a character or an earlier person: ``(2)``."""
 
     def __post_init__(self) -> None:
         if not self.characters:
             raise PromptError("A scene needs at least one character.")
-        seen: set[str] = set()
-        for name in [c.name for c in self.characters] + list(self.humans):
-            label = _checked_label(name)
-            if label.casefold() in seen:
-                raise PromptError(f"The name {label!r} appears twice in the scene; every name must differ.")
-            seen.add(label.casefold())
+        characters = distinct_labels([c.name for c in self.characters])
+        object.__setattr__(self, "character_labels", tuple(characters))
+        object.__setattr__(self, "human_labels", tuple(distinct_labels(self.humans, taken=characters)))
 
-
-def _checked_label(name: str) -> str:
-    """The name's label in the prompt; refuses a name that shows nothing or is longer than the parser reads."""
-    if is_blank(name):
-        raise PromptError("A name in the scene is empty.")
-    label = speaker_label(name)
-    if len(label) > MAX_NAME_LENGTH:
-        raise PromptError(f"The name {label[:20]!r}... is too long (at most {MAX_NAME_LENGTH} characters).")
-    return label
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every label in the scene: the characters', then the people's."""
+        return self.character_labels + self.human_labels
 
 
 def _one_line(text: str) -> str:
@@ -132,13 +131,13 @@ def join_names(names: Sequence[str], conjunction: str) -> str:
 
 def default_rules(scene: Scene) -> tuple[str, ...]:
     """The card's six rules; the last one names the scene's characters (``... on behalf of Yoda or Homer, ...``)."""
-    names = join_names([speaker_label(c.name) for c in scene.characters], "or")
+    names = join_names(list(scene.character_labels), "or")
     return (*CARD_RULES, f"only generate text and actions on behalf of {names}, and never anyone else")
 
 
 def opening_instruction(scene: Scene) -> str:
     """The sheet's last line: the card's sentence for two characters or more, its one-character form otherwise."""
-    names = [speaker_label(c.name) for c in scene.characters]
+    names = list(scene.character_labels)
     if len(names) == 1:
         return f"Generate a single line from {names[0]} to start, with one sentence."
     return f"Generate a single interaction between {join_names(names, 'and')} to start, with one sentence each."
@@ -147,10 +146,12 @@ def opening_instruction(scene: Scene) -> str:
 def scene_sheet(scene: Scene) -> str:
     """The scene's first user turn, laid out exactly as the card's example (no trailing newline)."""
     lines = ["Characters:"]
-    lines += [f"- {speaker_label(c.sheet_name)}, {_one_line(c.description)}" for c in scene.characters]
     lines += [
-        f"- USER/{human} - don't generate any speech or actions on behalf of {human}"
-        for human in (speaker_label(h) for h in scene.humans)
+        f"- {speaker_label(c.full_name) if c.full_name else label}, {_one_line(c.description)}"
+        for c, label in zip(scene.characters, scene.character_labels, strict=True)
+    ]
+    lines += [
+        f"- USER/{human} - don't generate any speech or actions on behalf of {human}" for human in scene.human_labels
     ]
     rules = default_rules(scene) if scene.rules is None else scene.rules
     if rules:
@@ -169,7 +170,7 @@ def human_stops(scene: Scene) -> tuple[str, ...]:
     ``Yoda: "Sit, young Jon: rest."``; only the line-start form is a stop. A human's name on the reply's very
     first line is caught by :class:`bot.core.script.ScriptParser`, whose ``Stop`` event tells the caller to cancel.
     """
-    return tuple(f"\n{speaker_label(human)}:" for human in scene.humans)
+    return tuple(f"\n{human}:" for human in scene.human_labels)
 
 
 def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str | None = None) -> Dialogue:
@@ -184,26 +185,45 @@ def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str
     joins the sheet's turn. ``system`` is the channel's system prompt (``None``: the format's default).
     ``extra_stops`` is :func:`human_stops`.
     """
-    sole = speaker_label(scene.humans[0]) if len(scene.humans) == 1 else None
+    sole = scene.human_labels[0] if len(scene.human_labels) == 1 else None
+    labels = set(scene.labels)
     turns = [ChatMessage("user", scene_sheet(scene))]
     for message in messages:
-        name = speaker_label(message.name) if message.name and not is_blank(message.name) else None
-        if message.role == "user" and name and name != sole:
-            turns.append(ChatMessage("user", f"{name}: {message.content}"))
-        else:
-            # The name is dropped once applied, so the builder does not prefix the line a second time.
-            turns.append(ChatMessage(message.role, message.content))
+        if message.role == "assistant":
+            turns.append(ChatMessage("assistant", message.content))
+            continue
+        name = person_label(scene, message.name) if message.name else None
+        content = defuse_labels(message.content, labels | {name} if name else labels)
+        # The name is dropped once applied, so the builder does not prefix the line a second time.
+        turns.append(ChatMessage("user", f"{name}: {content}" if name and name != sole else content))
     return Dialogue(system, tuple(turns), pinned=1, extra_stops=human_stops(scene))
 
 
-def speaker_names(scene: Scene) -> dict[str, str]:
-    """Every name the model may write a character's line under, mapped to the character's speaking name.
+def person_label(scene: Scene, name: str) -> str:
+    """The label of a person's line: ``name`` if it is a label of the scene's people, else a fresh distinct label.
 
-    Pass it as ``aliases`` to :class:`bot.core.script.ScriptParser` (the full name ``Homer Simpson`` then counts
-    as ``Homer``). The keys are the labels the prompt shows; the values the names as given, which the frontend knows.
+    The frontend names each line by the person's label (:attr:`Scene.human_labels`); a line from someone not in the
+    scene still never reads as a character's or a participant's.
     """
-    names = {speaker_label(c.name): c.name.strip() for c in scene.characters}
-    names.update({speaker_label(c.full_name): c.name.strip() for c in scene.characters if c.full_name})
+    if name in scene.human_labels:
+        return name
+    label = speaker_label(name)[:MAX_LABEL_LENGTH].strip()
+    if label in scene.human_labels:
+        return label  # a display name given as it is, not yet as a label
+    return distinct_labels([name], taken=scene.labels)[0]
+
+
+def speaker_names(scene: Scene) -> dict[str, str]:
+    """Every name the model may write a character's line under, mapped to the character's label.
+
+    Pass it as ``aliases`` to :class:`bot.core.script.ScriptParser` (the full name ``Homer Simpson`` then counts as
+    ``Homer``). Keys and values are labels as the prompt shows them; the frontend maps a label back to its
+    character with :attr:`Scene.character_labels`.
+    """
+    names = {label: label for label in scene.character_labels}
+    for character, label in zip(scene.characters, scene.character_labels, strict=True):
+        if character.full_name:
+            names.setdefault(speaker_label(character.full_name), label)
     return names
 
 

@@ -5,7 +5,6 @@ import pytest
 from bot.core.messages import ChatMessage
 from bot.core.scenes import Scene, SceneCharacter, human_stops, scene_dialogue, scene_sheet
 from bot.core.script import Say, ScriptParser, Stop, script_text
-from bot.errors import PromptError
 
 DOCTOR = SceneCharacter("Dr: Wh\u200bo", "a time lord.")
 """Shown to the model as ``Dr Who``: the colon becomes a space, the zero-width space goes."""
@@ -38,10 +37,10 @@ def test_the_stop_string_is_the_humans_label() -> None:
 
 
 def test_the_parser_reads_the_labels_the_model_writes() -> None:
-    """``Dr Who:`` is the character (reported under its name as given) and ``Jon:`` stops the reply."""
+    """``Dr Who:`` is the character (reported under its label) and ``Jon:`` stops the reply."""
     parser = ScriptParser.from_scene(Scene((DOCTOR,), (JON,), SETTING))
     events = parser.feed('Dr Who: "Fantastic."\nJon: hello') + parser.close()
-    assert events == [Say(DOCTOR.name, '"Fantastic."', 0), Stop("the model began a line for Jo\u200bn", JON)]
+    assert events == [Say("Dr Who", '"Fantastic."', 0), Stop("the model began a line for Jon", "Jon")]
 
 
 def test_the_stored_script_uses_the_labels() -> None:
@@ -57,16 +56,20 @@ def test_human_lines_are_prefixed_with_their_labels() -> None:
 
 
 @pytest.mark.parametrize(
-    ("characters", "humans", "message"),
+    ("characters", "humans", "character_labels", "human_labels"),
     [
-        ((SceneCharacter("\u200b\u200d", "x"),), (JON,), "empty"),
-        ((DOCTOR, SceneCharacter("dr who", "x")), (), "appears twice"),
-        ((DOCTOR,), ("Dr Who",), "appears twice"),
+        ((SceneCharacter("\u200b\u200d", "x"),), (JON,), ("Someone",), ("Jon",)),
+        ((DOCTOR, SceneCharacter("dr who", "x")), (), ("Dr Who", "dr who (2)"), ()),
+        ((DOCTOR,), ("Dr Who", "dr\u200b who", "Ann"), ("Dr Who",), ("Dr Who (2)", "dr who (3)", "Ann")),
+        ((DOCTOR,), ("x" * 60,), ("Dr Who",), ("x" * 40,)),
     ],
 )
-def test_names_that_clean_to_nothing_or_to_the_same_label_are_refused(
-    characters: tuple[SceneCharacter, ...], humans: tuple[str, ...], message: str
+def test_names_that_clean_to_nothing_or_to_the_same_label_get_distinct_labels(
+    characters: tuple[SceneCharacter, ...],
+    humans: tuple[str, ...],
+    character_labels: tuple[str, ...],
+    human_labels: tuple[str, ...],
 ) -> None:
-    """A name showing nothing, or two names that look the same once cleaned, cannot be told apart."""
-    with pytest.raises(PromptError, match=message):
-        Scene(characters, humans, SETTING)
+    """A name showing nothing, two names that look the same once cleaned, a name too long: labelled, never refused."""
+    scene = Scene(characters, humans, SETTING)
+    assert (scene.character_labels, scene.human_labels) == (character_labels, human_labels)

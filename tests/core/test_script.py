@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core.scenes import Scene, SceneCharacter
-from bot.core.script import Say, ScriptEvent, ScriptParser, Stop, parse_script, script_text
+from bot.core.script import NARRATOR, Say, ScriptEvent, ScriptParser, Stop, parse_script, script_text
 
 CHARACTERS = ("Yoda", "Homer")
 HUMANS = ("Jon",)
@@ -31,15 +32,12 @@ def run(text_chunks: list[str], script: ScriptParser | None = None) -> list[Scri
     return events + script.close()
 
 
-def test_card_reply_gives_two_blocks() -> None:
-    """The card's reply is Yoda's line, then Homer's line with the unnamed action line continuing it."""
+def test_card_reply_gives_each_character_its_lines() -> None:
+    """The card's reply is Yoda's line, Homer's line, then Yoda's action (his, not Homer's)."""
     assert parse_script(CARD_REPLY, CHARACTERS, HUMANS) == [
         ("Yoda", '"No need to apologize, Jon. We were just enjoying these delightful grapes."'),
-        (
-            "Homer",
-            '"Yeah, man! It\'s not every day you get to eat grapes with a real-life Jedi Master!"\n'
-            "*Yoda raises an eyebrow*",
-        ),
+        ("Homer", '"Yeah, man! It\'s not every day you get to eat grapes with a real-life Jedi Master!"'),
+        ("Yoda", "*Yoda raises an eyebrow*"),
     ]
 
 
@@ -64,9 +62,12 @@ def test_multi_line_speech_stays_one_block() -> None:
 
 
 def test_action_line_with_a_colon_is_not_a_name() -> None:
-    """A line opening with a single asterisk is an action, even with a colon inside."""
-    text = "Homer: Woohoo!\n*Yoda: frowns, unimpressed*"
-    assert parse_script(text, CHARACTERS) == [("Homer", "Woohoo!\n*Yoda: frowns, unimpressed*")]
+    """A line opening with a single asterisk is an action, even with a colon inside: Yoda's, as it names him."""
+    text = "Homer: Woohoo!\n*Yoda: frowns, unimpressed*\n*sighs: deeply*"
+    assert parse_script(text, CHARACTERS) == [
+        ("Homer", "Woohoo!"),
+        ("Yoda", "*Yoda: frowns, unimpressed*\n*sighs: deeply*"),
+    ]
 
 
 def test_human_line_stops_and_is_discarded() -> None:
@@ -135,9 +136,14 @@ def test_names_with_spaces_and_aliases() -> None:
     ]
 
 
-def test_text_before_the_first_name_goes_to_the_first_character() -> None:
-    """An unnamed opening is the first character's block."""
-    assert parse_script("*nods slowly*\nHomer: Hi.", CHARACTERS) == [("Yoda", "*nods slowly*"), ("Homer", "Hi.")]
+def test_text_before_the_first_name_is_narration() -> None:
+    """An unnamed opening is the narrator's block when several characters could have said it."""
+    assert parse_script("*The cafe hums*\nHomer: Hi.", CHARACTERS) == [(NARRATOR, "*The cafe hums*"), ("Homer", "Hi.")]
+
+
+def test_an_unnamed_reply_in_a_one_character_scene_is_that_characters() -> None:
+    """A small model that forgets the name in a one-character scene still speaks as the character."""
+    assert parse_script('*nods slowly* "Yes."', ["Yoda"], HUMANS) == [("Yoda", '*nods slowly* "Yes."')]
 
 
 def test_colon_inside_speech_is_not_a_name() -> None:
@@ -152,7 +158,7 @@ def test_long_unnamed_line_streams_before_its_end() -> None:
     """A line longer than any name is shown before its line break arrives."""
     script = parser()
     script.feed("Yoda: Hm.\n")
-    assert script.feed("word " * 14) == [Say("Yoda", "Hm.\n" + ("word " * 14).strip(), 0)]
+    assert script.feed("word " * 25) == [Say("Yoda", "Hm.\n" + ("word " * 25).strip(), 0)]
 
 
 def test_script_text_rebuilds_the_script() -> None:
@@ -188,3 +194,65 @@ def test_any_chunking_gives_the_same_result(data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.sets(st.integers(0, len(text)), max_size=12)))
     chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     assert final_blocks(run(chunks)) == final_blocks(run([text]))
+
+
+SHAPES_7B = [
+    ('Homer (whispering): "Psst"', [("Homer", '*whispering* "Psst"')]),
+    ('Homer [aside]: "Not now."', [("Homer", '*aside* "Not now."')]),
+    ('1. Yoda: "Hm."\n2. Homer: "Doh."', [("Yoda", '"Hm."'), ("Homer", '"Doh."')]),
+    ('- Yoda: "Hm."\n* Homer: "Doh."', [("Yoda", '"Hm."'), ("Homer", '"Doh."')]),
+    ('Yoda - "Patience, you must have."', [("Yoda", '"Patience, you must have."')]),
+    ('Homer — "Woohoo!"', [("Homer", '"Woohoo!"')]),
+    ("**Homer**: Mmm, grapes.", [("Homer", "Mmm, grapes.")]),
+    ("Narrator: The door creaks open.\nYoda: Hm.", [(NARRATOR, "The door creaks open."), ("Yoda", "Hm.")]),
+    ("The cafe is quiet.\nYoda: Hm.", [(NARRATOR, "The cafe is quiet."), ("Yoda", "Hm.")]),
+    ('Yoda: "Hm."\n\nThe lights flicker.', [("Yoda", '"Hm."'), (NARRATOR, "The lights flicker.")]),
+    ('Yoda: "Long ago,\n\nthe clones came."', [("Yoda", '"Long ago,\n\nthe clones came."')]),
+    ('Yoda: "Sit."\n*Jon sits down*\nHomer: Hi.', [("Yoda", '"Sit."'), ("Homer", "Hi.")]),
+    ('Homer: "Hi."\n*Yoda strokes his chin*', [("Homer", '"Hi."'), ("Yoda", "*Yoda strokes his chin*")]),
+    ('Yoda: "Hm."\n*Yoda strokes his chin*', [("Yoda", '"Hm."\n*Yoda strokes his chin*')]),
+    ('Yoda: "Sit."\nJon - "No."', [("Yoda", '"Sit."')]),
+    ('Yoda: "Sit."\nJon (angrily): No.', [("Yoda", '"Sit."')]),
+    ("Yoda: a - b - c", [("Yoda", "a - b - c")]),
+    ("Homer: Well - Yoda: no", [("Homer", "Well - Yoda: no")]),
+]
+
+
+@pytest.mark.parametrize(("text", "lines"), SHAPES_7B, ids=[text[:24] for text, _ in SHAPES_7B])
+def test_what_7b_models_write_goes_to_the_right_speaker(text: str, lines: list[tuple[str, str]]) -> None:
+    """Asides, numbers, bullets, dashes, bold names, narration and a person's action: each line to its speaker."""
+    assert parse_script(text, CHARACTERS, HUMANS) == lines
+
+
+def test_a_line_for_a_person_in_any_shape_stops_the_script() -> None:
+    """``Jon - ...`` and ``Jon (angrily):`` are lines for a person: the script stops there."""
+    for text in ('Yoda: "Sit."\nJon - "No."', "Yoda: Sit.\n2. Jon (angrily): No."):
+        assert run([text])[-1] == Stop("the model began a line for Jon", "Jon")
+
+
+def test_the_turn_stops_after_max_lines_character_lines() -> None:
+    """With ``max_lines=2`` the third character line stops the script; narration is not counted."""
+    events = run(["Yoda: a\n\nThe wind.\nHomer: b\nYoda: c\nHomer: d"], ScriptParser(CHARACTERS, max_lines=2))
+    assert events == [
+        Say("Yoda", "a", 0),
+        Say(NARRATOR, "The wind.", 1),
+        Say("Homer", "b", 2),
+        Stop("the turn has all its lines", ""),
+    ]
+
+
+def test_script_text_writes_narration_bare() -> None:
+    """Narration goes back into the stored script as the model wrote it, without a name."""
+    assert script_text([(NARRATOR, "The wind."), ("Yoda", "Hm.")]) == "The wind.\nYoda: Hm."
+
+
+SHAPES_SAMPLE = "\n".join(text for text, _ in SHAPES_7B if "Jon" not in text) + '\nHomer: "bye"\nJon - "No."\nYoda: x'
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_chunking_of_7b_shapes_gives_the_same_result(data: st.DataObject) -> None:
+    """The 7B shapes, fed in any pieces, give the same blocks and Stop as fed whole."""
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(SHAPES_SAMPLE)), max_size=12)))
+    chunks = [SHAPES_SAMPLE[a:b] for a, b in zip([0, *cuts], [*cuts, len(SHAPES_SAMPLE)], strict=True)]
+    assert final_blocks(run(chunks)) == final_blocks(run([SHAPES_SAMPLE]))

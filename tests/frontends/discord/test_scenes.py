@@ -307,13 +307,14 @@ async def test_regenerate_replaces_all_the_turns_lines(
     old = {m["id"] for m in lines_in(fake, thread.id)}
     (header,) = headers(fake, thread.id)
     regenerate = f"airoboros:scene:regenerate:{thread.id}"
-    backend.script = lambda prompt: 'Homer: "Doh!"\nYoda: "Hmm."'
+    backend.script = lambda prompt: ' "Hmm."\nHomer: "Doh!"'
     await fake.click_button(header["id"], regenerate, user=fake.bob)
-    new = await lines_reading(fake, thread.id, ['"Doh!"', '"Hmm."'])
+    new = await lines_reading(fake, thread.id, ['"Hmm."', '"Doh!"'])
     await offering(fake, header["id"], regenerate)
     assert not old & {m["id"] for m in new} and len(headers(fake, thread.id)) == 1
-    assert backend.prompts[-1].text == backend.prompts[0].text  # the scene's prompt again
-    assert await stored_turns(running, thread.id) == [(Role.ASSISTANT, 'Homer: "Doh!"\nYoda: "Hmm."', MessageStatus.OK)]
+    # The scene's prompt again, opened by the turn's first speaker: the same character opens the new version.
+    assert backend.prompts[-1].text == backend.prompts[0].text + " Yoda:"
+    assert await stored_turns(running, thread.id) == [(Role.ASSISTANT, 'Yoda: "Hmm."\nHomer: "Doh!"', MessageStatus.OK)]
     turn = await running.store.message_by_external_id(int(header["id"]))
     assert turn is not None
     assert await running.store.external_ids(turn.id) == [int(header["id"])] + [int(m["id"]) for m in new]
@@ -349,7 +350,7 @@ async def test_a_second_regenerate_press_is_refused(
     thread = await start(fake, backend)
     (header,) = headers(fake, thread.id)
     regenerate = f"airoboros:scene:regenerate:{thread.id}"
-    backend.script = lambda prompt: 'Yoda: "Again, we play."'
+    backend.script = lambda prompt: ' "Again, we play."'
     presses = await asyncio.gather(
         *(fake.click_button(header["id"], regenerate, user=u) for u in (fake.alice, fake.bob))
     )

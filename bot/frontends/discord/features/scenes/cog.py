@@ -53,6 +53,7 @@ from discord.ext import commands
 from bot.core.chat import Author
 from bot.core.messages import ChatMessage
 from bot.core.scenes import Scene, summary_request
+from bot.core.script import first_speaker
 from bot.errors import BotError, BusyError, GenerationError, PromptError
 from bot.frontends.discord.features.scenes.cast import (
     SceneError,
@@ -176,7 +177,7 @@ class Scenes(commands.Cog):
     async def add_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Bring another character into this scene."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, scene = await self._here(interaction)
+        thread, scene = await self._here(interaction, directing=True)
         found = (await self._cast(scene.guild_id, [character]))[0]
         if any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is already in this scene.")
@@ -197,7 +198,7 @@ class Scenes(commands.Cog):
     async def remove_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Take a character out of this scene."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, scene = await self._here(interaction)
+        thread, scene = await self._here(interaction, directing=True)
         found = await self._member(interaction, character)
         if len(scene.cast) <= 1:
             raise SceneError(f"{found.name} is the last character of the scene; end it with /scene end instead.")
@@ -212,7 +213,7 @@ class Scenes(commands.Cog):
     async def end_command(self, interaction: discord.Interaction[Any]) -> None:
         """End this scene: the model sums it up and the thread is archived."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, stored = await self._here(interaction)
+        thread, stored = await self._here(interaction, directing=True)
         if not await self.store.scenes.end(thread.id):
             raise SceneError("This scene has already ended.")
         self.active.discard(thread.id)
@@ -353,6 +354,9 @@ class Scenes(commands.Cog):
             target = await self.chat.find(message.id)
             if target is None:
                 raise SceneError("This turn is no longer part of the scene.")
+            # The same character opens the turn again: the prompt ends "ASSISTANT: Yoda:", never with two
+            # ASSISTANT turns in a row (a nudged turn follows the model's own).
+            turn.nudge = first_speaker(target.content)
             options = await self.chat.options_for(thread.guild.id, thread.id)
             async with self.chat.redo(key, author, target, "regenerate", options, dialogue=turn.dialogue) as reply:
                 await turn.perform(reply)
@@ -379,14 +383,23 @@ class Scenes(commands.Cog):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def _here(self, interaction: discord.Interaction[Any]) -> tuple[discord.Thread, StoredScene]:
-        """The going scene of the thread the command was used in."""
+    async def _here(
+        self, interaction: discord.Interaction[Any], *, directing: bool = False
+    ) -> tuple[discord.Thread, StoredScene]:
+        """The going scene of the thread the command was used in.
+
+        ``directing`` (``/scene add|remove|end``): only the scene's starter, the thread's owner or someone with
+        Manage Threads may change the cast or end it; anyone in the thread may play and nudge.
+        """
         channel = interaction.channel
         scene = await self.store.scenes.get(channel.id) if isinstance(channel, discord.Thread) else None
         if scene is None or not isinstance(channel, discord.Thread):
             raise SceneError("Use this command inside a scene's thread (start one with /scene start).")
         if not scene.active:
             raise SceneError("This scene has ended; start a new one with /scene start.")
+        stewards = (scene.creator_id, channel.owner_id)
+        if directing and interaction.user.id not in stewards and not interaction.permissions.manage_threads:
+            raise SceneError("Only the person who started this scene, or someone with Manage Threads, can do that.")
         return channel, scene
 
     async def _cast(self, guild_id: int, names: Sequence[str]) -> list[StoredCharacter]:

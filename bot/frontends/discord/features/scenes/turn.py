@@ -13,14 +13,15 @@ import discord
 
 from bot.core.chat import ChatOptions, ChatService, Reply
 from bot.core.messages import ChatMessage, Dialogue
+from bot.core.sanitize import label_key
 from bot.core.scenes import Scene, scene_dialogue
-from bot.core.script import Say, ScriptEvent, ScriptParser, script_text
+from bot.core.script import NARRATOR, Say, ScriptEvent, ScriptParser, script_text
 from bot.errors import BotError, PromptError
 from bot.frontends.discord.features.scenes.cast import Avatars, human_name, scene_character
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, refusal
 from bot.frontends.discord.ui.rendering import STOPPED_MARK
 from bot.frontends.discord.ui.replying import Replies
-from bot.frontends.discord.ui.spoken import SpokenLine
+from bot.frontends.discord.ui.spoken import Speaker, SpokenLine
 from bot.frontends.discord.ui.views import scene_view
 from bot.frontends.discord.ui.voices import CharacterVoice
 from bot.store import Role, SceneMember, Store, StoredCharacter, StoredMessage
@@ -71,6 +72,7 @@ class Turn:
         self._consumer: asyncio.Task[None] | None = None
         self.scene: Scene | None = None
         self.cast: dict[str, tuple[StoredCharacter, SceneMember]] = {}
+        """The scene's characters by their labels (what the model writes before a line)."""
         self.lines: dict[int, SpokenLine] = {}
 
     async def dialogue(self, history: Sequence[StoredMessage], options: ChatOptions) -> Dialogue:
@@ -79,44 +81,58 @@ class Turn:
         stored = await store.scenes.get(self.thread.id)
         if stored is None or not stored.active:
             raise PromptError("This scene has ended; start a new one with /scene start.")
-        humans = {h.user_id: h.name for h in stored.humans}
+        humans = {h.user_id: h.name for h in stored.humans}  # in the order they joined: labels stay stable
         for message in history:
             if message.role == Role.USER and message.author_id is not None and message.author_id not in humans:
                 name = human_name(message.author_name or "")
                 await store.scenes.add_human(self.thread.id, message.author_id, name)
                 humans[message.author_id] = name
+        members = []
         for member in stored.cast:
             character = await store.characters.get_by_id(member.character_id)
             if character is not None:
-                self.cast[character.name.strip()] = (character, member)
-        if not self.cast:
+                members.append((character, member))
+        if not members:
             raise PromptError("This scene has no characters left; bring one in with /scene add.")
-        self.scene = Scene(
-            tuple(scene_character(c) for c, _ in self.cast.values()),
-            tuple(humans.values()),
-            stored.setting,
-            stored.rules,
+        self.scene = scene = Scene(
+            tuple(scene_character(c) for c, _ in members), tuple(humans.values()), stored.setting, stored.rules
         )
+        self.cast = dict(zip(scene.character_labels, members, strict=True))
+        people = dict(zip(humans, scene.human_labels, strict=True))
         turns = [
-            ChatMessage("user", m.content, humans.get(m.author_id or 0, m.author_name))
+            ChatMessage("user", m.content, people.get(m.author_id or 0, human_name(m.author_name or "")))
             if m.role == Role.USER
             else ChatMessage("assistant", m.content)
             for m in history
         ]
         if self.nudge is not None:
             # The prompt ends "ASSISTANT: Yoda:" (after the last script, if the model spoke last): Yoda speaks next.
+            self.nudge = self._label_of(self.nudge)
             turns.append(ChatMessage("assistant", f"{self.nudge}:"))
-        built = scene_dialogue(self.scene, turns, system=options.system)
+        built = scene_dialogue(scene, turns, system=options.system)
         return dataclasses.replace(built, continue_last=self.nudge is not None)
+
+    def _label_of(self, name: str) -> str:
+        """The label of the cast member called ``name`` (its label or its character's name, in any case).
+
+        One who left the scene since (a regenerated turn's speaker) gives way to the first of the cast.
+        """
+        wanted = label_key(name)
+        for label, (character, _) in self.cast.items():
+            if wanted in (label_key(label), label_key(character.name)):
+                return label
+        return next(iter(self.cast))
 
     async def perform(self, reply: Reply) -> None:
         """Stream the script: one character message per block; a line for a person ends the turn."""
         assert self.scene is not None
-        parser = ScriptParser.from_scene(self.scene)
+        settings = self.stage.chat.engine.config.scenes
+        parser = ScriptParser.from_scene(self.scene, max_lines=settings.max_lines_per_turn or None)
         self.speakers = {
-            name: await self.stage.avatars.speaker(self.thread, character, member)
-            for name, (character, member) in self.cast.items()
+            label: await self.stage.avatars.speaker(self.thread, character, member)
+            for label, (character, member) in self.cast.items()
         }
+        self.speakers[NARRATOR] = Speaker(settings.narrator_name)
         earlier = [i for i in reply.shown_in if self.header is None or i != self.header.id]
         await self._open(reply)
         if earlier:  # Regenerate: the turn's old lines go (the bot's own deletion: the history keeps the turn)
