@@ -188,6 +188,8 @@ class ScenesConfig(_Section):
     """The most character lines one turn posts (the model's next named line ends the turn); 0: no cap."""
     narrator_name: Annotated[str, Field(min_length=1, max_length=80)] = "Narrator"
     """The name narration is posted under (the model's lines that belong to no character)."""
+    mode: Literal["model", "addressed", "round-robin"] = "model"
+    """Who speaks when nobody is addressed, until ``/scene mode`` changes it for a scene (see README, Scenes)."""
 
 
 class AccessConfig(_Section):

@@ -269,6 +269,11 @@ CREATE INDEX scene_humans_user_id ON scene_humans (user_id);
 card's; the cast and the humans who joined keep their order in ``position``; ``avatar_message_id`` is the
 message whose attachment serves an uploaded avatar as an URL (see ``bot/frontends/discord/features/scenes/cog.py``)."""
 
+_SCENE_MODES = """
+ALTER TABLE scenes ADD COLUMN mode TEXT;
+"""
+"""Who speaks next in a scene (``/scene mode``): ``model``, ``addressed`` or ``round-robin``; NULL: the config's."""
+
 
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
@@ -280,6 +285,7 @@ MIGRATIONS: tuple[str, ...] = (
     _SETTINGS,
     _CHARACTERS,
     _SCENES,
+    _SCENE_MODES,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

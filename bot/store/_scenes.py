@@ -49,6 +49,8 @@ class StoredScene:
     created_at: float
     cast: tuple[SceneMember, ...]
     humans: tuple[SceneHuman, ...]
+    mode: str | None = None
+    """Who speaks next (``/scene mode``); None: ``[scenes] mode``."""
 
 
 class Scenes:
@@ -104,6 +106,12 @@ class Scenes:
             rows = await db.execute_fetchall(query, values)
         return {int(row[0]) for row in rows}
 
+    async def set_mode(self, thread_id: int, mode: str) -> bool:
+        """Set who speaks next in the scene (``model``, ``addressed``, ``round-robin``); False if there is none."""
+        async with self._store._use("change the scene", write=True) as db:
+            cursor = await db.execute("UPDATE scenes SET mode = ? WHERE thread_id = ?", (mode, thread_id))
+            return cursor.rowcount > 0
+
     async def add_human(self, thread_id: int, user_id: int, name: str) -> bool:
         """``user_id`` joins the scene under ``name`` (last in order); False if they had joined already."""
         return await self._change(
@@ -151,14 +159,14 @@ class Scenes:
 async def _load(db: Any, thread_id: int) -> StoredScene | None:
     rows = list(
         await db.execute_fetchall(
-            "SELECT thread_id, guild_id, creator_id, setting, rules, active, created_at"
+            "SELECT thread_id, guild_id, creator_id, setting, rules, active, created_at, mode"
             " FROM scenes WHERE thread_id = ?",
             (thread_id,),
         )
     )
     if not rows:
         return None
-    thread, guild, creator, setting, rules, active, created = rows[0]
+    thread, guild, creator, setting, rules, active, created, mode = rows[0]
     cast = await db.execute_fetchall(
         "SELECT character_id, avatar_message_id FROM scene_characters WHERE scene_id = ? ORDER BY position",
         (thread_id,),
@@ -176,4 +184,5 @@ async def _load(db: Any, thread_id: int) -> StoredScene | None:
         created,
         tuple(SceneMember(c, m) for c, m in cast),
         tuple(SceneHuman(u, n) for u, n in humans),
+        mode,
     )

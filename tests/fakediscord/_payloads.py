@@ -18,6 +18,7 @@ from ._models import (
     FakeUser,
     FakeWebhook,
     MessageFlag,
+    MessageType,
 )
 
 if TYPE_CHECKING:
@@ -241,6 +242,9 @@ def message_payload(state: FakeState, message: FakeMessage, *, gateway: bool = F
         payload["interaction_metadata"] = message.interaction_metadata
     if message.message_reference is not None:
         payload["message_reference"] = message.message_reference
+        referenced = state.messages.get(int(message.message_reference.get("message_id") or 0))
+        if referenced is not None and message.type == MessageType.REPLY:  # Discord sends the replied-to message
+            payload["referenced_message"] = message_payload(state, referenced)
     if message.thread_id is not None and message.thread_id in state.channels:
         payload["thread"] = channel_payload(state, state.channels[message.thread_id]) | {
             "guild_id": str(message.guild_id)

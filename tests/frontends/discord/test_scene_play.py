@@ -138,3 +138,51 @@ async def test_narration_is_posted_under_the_narrator_and_a_turn_has_a_line_cap(
         assert backend.active == 0
         turns = await stored_turns(running, thread.id)
         assert turns[-1] == (Role.ASSISTANT, 'The cafe hums.\nYoda: "Mm."\nHomer: "Woo!"', MessageStatus.OK)
+
+
+async def test_naming_a_character_makes_it_answer(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """ "homer, more grapes?" is answered by Homer: the prompt ends ``ASSISTANT: Homer:``."""
+    await cast(running)
+    thread = await start(fake, backend)
+    backend.script = lambda prompt: ' "Mmm, more."'
+    await fake.send_message(thread.id, fake.alice, "homer, more grapes?")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Mmm, more."'])
+    assert backend.prompts[-1].text.endswith("USER: homer, more grapes? ASSISTANT: Homer:")
+    assert lines_in(fake, thread.id)[-1]["author"]["username"] == "Homer"
+
+
+async def test_replying_to_a_characters_line_makes_it_answer(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """A Discord reply to Yoda's message is answered by Yoda, though the text names nobody."""
+    await cast(running)
+    thread = await start(fake, backend)
+    yoda_line = lines_in(fake, thread.id)[0]
+    backend.script = lambda prompt: ' "Yes, grapes."'
+    await fake.send_message(thread.id, fake.alice, "Really?", reply_to=yoda_line["id"])
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Yes, grapes."'])
+    assert backend.prompts[-1].text.endswith("ASSISTANT: Yoda:")
+    assert lines_in(fake, thread.id)[-1]["author"]["username"] == "Yoda"
+
+
+async def test_round_robin_mode_takes_turns_one_character_each(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """After ``/scene mode round-robin`` each turn is one character's, after the last one heard."""
+    await cast(running)
+    thread = await start(fake, backend)
+    handle = await fake.invoke_slash("scene mode", {"mode": "round-robin"}, channel_id=thread.id)
+    await handle.wait_original(lambda m: "take turns" in m["content"])
+    backend.script = lambda prompt: ' "One."\nHomer: "Two."'
+    await fake.send_message(thread.id, fake.alice, "Go on.")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"One."'])
+    await stored(fake, thread.id)
+    assert backend.prompts[-1].text.endswith("ASSISTANT: Yoda:")  # Homer spoke last in the opening
+    backend.script = lambda prompt: ' "Three."'
+    await fake.send_message(thread.id, fake.alice, "And?")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"One."', '"Three."'])
+    assert backend.prompts[-1].text.endswith("ASSISTANT: Homer:")
+    scene = await running.store.scenes.get(thread.id)
+    assert scene is not None and scene.mode == "round-robin"

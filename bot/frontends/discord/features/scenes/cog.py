@@ -54,6 +54,7 @@ from bot.core.chat import Author
 from bot.core.messages import ChatMessage
 from bot.core.scenes import Scene, summary_request
 from bot.core.script import first_speaker
+from bot.core.turn_order import cast_mode
 from bot.errors import BotError, BusyError, GenerationError, PromptError
 from bot.frontends.discord.features.scenes.cast import (
     SceneError,
@@ -73,6 +74,13 @@ from bot.frontends.discord.ui.voices import CharacterVoice
 from bot.store import Role, SceneMember, StoredCharacter, StoredScene
 
 _log = logging.getLogger(__name__)
+
+MODE_TEXTS = {
+    "model": "the model chooses who speaks (several characters a turn)",
+    "addressed": "one character answers: the one you name, else the one heard least recently",
+    "round-robin": "the characters take turns, in cast order",
+}
+"""What each ``/scene mode`` does, as the command's choices and its answer show it."""
 
 
 class Scenes(commands.Cog):
@@ -172,6 +180,18 @@ class Scenes(commands.Cog):
         if await self._play(thread, author, None, interaction, nudge=found.name):
             await interaction.edit_original_response(content=f"{found.name} spoke.")
 
+    @scene.command(name="mode")
+    @app_commands.describe(mode="Who speaks when nobody names a character or replies to one")
+    @app_commands.choices(
+        mode=[app_commands.Choice(name=text, value=value) for value, text in MODE_TEXTS.items()],
+    )
+    async def mode_command(self, interaction: discord.Interaction[Any], mode: str) -> None:
+        """Choose who speaks next in this scene when nobody is addressed."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        thread, _ = await self._here(interaction, directing=True)
+        await self.store.scenes.set_mode(thread.id, cast_mode(mode))
+        await interaction.edit_original_response(content=f"From now on: {MODE_TEXTS[cast_mode(mode)]}.")
+
     @scene.command(name="add")
     @app_commands.describe(character="A character of this server to bring into the scene")
     async def add_command(self, interaction: discord.Interaction[Any], character: str) -> None:
@@ -259,7 +279,7 @@ class Scenes(commands.Cog):
             return  # refused: silence (past the rate limit: one short reply per wait)
         # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
         author = Author(message.author.id, message.author.display_name)
-        await self._play(channel, author, content, message, external_id=message.id)
+        await self._play(channel, author, content, message, external_id=message.id, replied_to=_replied_to(message))
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
@@ -280,12 +300,17 @@ class Scenes(commands.Cog):
         *,
         external_id: int | None = None,
         nudge: str | None = None,
+        replied_to: str | None = None,
     ) -> bool:
-        """Store ``content`` (if any) and let the characters answer; every failure is reported to ``source``."""
+        """Store ``content`` (if any) and let the characters answer; every failure is reported to ``source``.
+
+        ``nudge`` names the character who speaks next; otherwise the characters ``content`` names, or the one
+        whose line it replies to (``replied_to``, the name a webhook message was posted under), answer first.
+        """
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        turn = Turn(self.stage, thread, nudge, owner=author.id)
+        turn = Turn(self.stage, thread, nudge, owner=author.id, addressing=(content or "", replied_to))
         try:
             async with self.chat.respond(
                 f"thread:{thread.id}",
@@ -426,3 +451,12 @@ class Scenes(commands.Cog):
         if not any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is not in this scene; bring them in with /scene add.")
         return found
+
+
+def _replied_to(message: discord.Message) -> str | None:
+    """The name a replied-to character line was posted under (a webhook message), if the message is such a reply."""
+    reference = message.reference
+    if reference is None:
+        return None
+    replied = reference.resolved if isinstance(reference.resolved, discord.Message) else reference.cached_message
+    return replied.author.name if replied is not None and replied.webhook_id is not None else None

@@ -15,7 +15,8 @@ from bot.core.chat import ChatOptions, ChatService, Reply
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.sanitize import label_key
 from bot.core.scenes import Scene, scene_dialogue
-from bot.core.script import NARRATOR, Say, ScriptEvent, ScriptParser, script_text
+from bot.core.script import NARRATOR, Say, ScriptEvent, ScriptParser, parse_script, script_text
+from bot.core.turn_order import addressed_in, cast_mode, next_speaker, talkativeness
 from bot.errors import BotError, PromptError
 from bot.frontends.discord.features.scenes.cast import Avatars, human_name, scene_character
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, refusal
@@ -59,6 +60,7 @@ class Turn:
         *,
         owner: int,
         header: discord.Message | None = None,
+        addressing: tuple[str, str | None] = ("", None),
     ) -> None:
         self.stage = stage
         self.thread = thread
@@ -71,6 +73,9 @@ class Turn:
         self.stopped = False
         self._consumer: asyncio.Task[None] | None = None
         self.scene: Scene | None = None
+        self.addressing = addressing
+        """The person's text (characters it names answer) and the name of the character line it replies to."""
+        self.max_lines: int | None = None
         self.cast: dict[str, tuple[StoredCharacter, SceneMember]] = {}
         """The scene's characters by their labels (what the model writes before a line)."""
         self.lines: dict[int, SpokenLine] = {}
@@ -105,12 +110,33 @@ class Turn:
             else ChatMessage("assistant", m.content)
             for m in history
         ]
+        self._choose_speaker(stored.mode, history)
         if self.nudge is not None:
             # The prompt ends "ASSISTANT: Yoda:" (after the last script, if the model spoke last): Yoda speaks next.
             self.nudge = self._label_of(self.nudge)
             turns.append(ChatMessage("assistant", f"{self.nudge}:"))
         built = scene_dialogue(scene, turns, system=options.system)
         return dataclasses.replace(built, continue_last=self.nudge is not None)
+
+    def _choose_speaker(self, mode: str | None, history: Sequence[StoredMessage]) -> None:
+        """Who opens the turn (:mod:`bot.core.turn_order`): a nudge, an addressed character, or the scene's mode."""
+        assert self.scene is not None
+        settings = self.stage.chat.engine.config.scenes
+        chosen = cast_mode(mode or settings.mode)
+        self.max_lines = settings.max_lines_per_turn or None
+        if self.nudge is not None:
+            return
+        text, replied = self.addressing
+        names = {character.name: label for label, (character, _) in self.cast.items()} | {
+            label: label for label in self.cast
+        }
+        addressed = [label for label in (names.get(replied or ""),) if label] + addressed_in(text, names)
+        labels = self.scene.character_labels
+        heard = [who for m in history if m.role == Role.ASSISTANT for who, _ in parse_script(m.content, labels)]
+        chances = {label: talkativeness(c.extra.get("extensions")) for label, (c, _) in self.cast.items()}
+        self.nudge = next_speaker(chosen, labels, addressed=addressed, heard=heard, chances=chances)
+        if chosen != "model":
+            self.max_lines = max(1, len(addressed))  # one character answers, or each one addressed
 
     def _label_of(self, name: str) -> str:
         """The label of the cast member called ``name`` (its label or its character's name, in any case).
@@ -127,7 +153,7 @@ class Turn:
         """Stream the script: one character message per block; a line for a person ends the turn."""
         assert self.scene is not None
         settings = self.stage.chat.engine.config.scenes
-        parser = ScriptParser.from_scene(self.scene, max_lines=settings.max_lines_per_turn or None)
+        parser = ScriptParser.from_scene(self.scene, max_lines=self.max_lines)
         self.speakers = {
             label: await self.stage.avatars.speaker(self.thread, character, member)
             for label, (character, member) in self.cast.items()
