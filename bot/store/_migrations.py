@@ -270,6 +270,12 @@ card's; the cast and the humans who joined keep their order in ``position``; ``a
 message whose attachment serves an uploaded avatar as an URL (see ``bot/frontends/discord/features/scenes/cog.py``)."""
 
 
+_RIDDLE_EXPLANATIONS = """
+ALTER TABLE riddles ADD COLUMN explanation TEXT NOT NULL DEFAULT '';
+"""
+"""The model's reasoning after a riddle's answer, shown when the answer is revealed ('' when it gave none)."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
@@ -280,6 +286,7 @@ MIGRATIONS: tuple[str, ...] = (
     _SETTINGS,
     _CHARACTERS,
     _SCENES,
+    _RIDDLE_EXPLANATIONS,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 
