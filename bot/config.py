@@ -8,12 +8,14 @@ the embedded default model. Secrets never live here: the Discord token comes fro
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+import yarl
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
 
@@ -155,11 +157,48 @@ class StorageConfig(_Section):
     """Delete conversations whose last message is older than this many days (checked hourly); 0 keeps them forever."""
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (as a URL names it) is this machine: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secure_url(value: str, secure: str, plain: str) -> str:
+    """``value`` if it is a ``secure://`` URL, or a ``plain://`` one to this machine; ValueError says why not.
+
+    The bot token travels to these URLs, so it must not cross a network in the clear. The URL is read by yarl,
+    the parser aiohttp (and so discord.py) connects with, so the host checked is the host connected to.
+    """
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must be a URL without spaces or control characters")
+    try:
+        url = yarl.URL(value)
+    except ValueError as error:
+        raise ValueError(f"is not a valid URL ({error})") from None
+    if not url.host:
+        raise ValueError(f"must be an absolute {secure}:// URL with a host")
+    if url.scheme == secure or (url.scheme == plain and is_loopback(url.host)):
+        return value
+    if url.scheme == plain:
+        raise ValueError(
+            f"must use {secure}:// (the bot token is sent there); plain {plain}:// is allowed only to this machine "
+            "(localhost, 127.0.0.1, ::1)"
+        )
+    raise ValueError(f"must use {secure}:// (or {plain}:// to this machine)")
+
+
 class DiscordConfig(_Section):
     """The Discord frontend (``[discord]``)."""
 
     api_base: str = "https://discord.com/api/v10"
+    """REST root; ``https://``, or ``http://`` only to this machine (the token is sent there)."""
     gateway_url: str = "wss://gateway.discord.gg/"
+    """The first gateway connection; ``wss://``, or ``ws://`` only to this machine (the token is sent there)."""
     guild_ids: list[int] = Field(default_factory=list)
     """Guilds whose slash commands are synced at start (instant); empty means a global sync."""
     message_content: bool = True
@@ -168,6 +207,16 @@ class DiscordConfig(_Section):
     """REST requests the bot sends per second at most; Discord's global limit is 50, so keep a margin."""
     roleplay: bool = True
     """``/character`` and ``/scene``: characters speak through channel webhooks (the invite adds Manage Webhooks)."""
+
+    @field_validator("api_base")
+    @classmethod
+    def _check_api_base(cls, value: str) -> str:
+        return _secure_url(value, "https", "http")
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _check_gateway_url(cls, value: str) -> str:
+        return _secure_url(value, "wss", "ws")
 
 
 class SkillsConfig(_Section):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.config import EMBEDDED_MODEL, Config, ModelConfig, load_config
+from bot.config import EMBEDDED_MODEL, AccessConfig, Config, ModelConfig, load_config
 from bot.errors import ConfigError, ModelLoadError, TokenError
 
 NETWORK_TIMEOUT = 5.0
@@ -88,6 +88,22 @@ def check_config(path: str | None) -> tuple[Result, Config | None]:
     where = path or "no --config: built-in defaults"
     summary = f"{len(config.models)} model variant(s), default {config.default_model.name!r}"
     return ok("config", f"{where} ({summary})"), config
+
+
+def check_access(access: AccessConfig) -> list[Result]:
+    """A warning when ``allowed_roles`` or ``allowed_channels`` restrict servers while DMs stay open to everyone."""
+    restricted = [key for key in ("allowed_roles", "allowed_channels") if getattr(access, key)]
+    if not restricted or not access.allow_dms:
+        return []
+    keys = " and ".join(f"[access] {key}" for key in restricted)
+    return [
+        warn(
+            "access",
+            f"{keys} restrict{'s' if len(restricted) == 1 else ''} who is served in servers, but allow_dms = true "
+            "serves anyone in DMs (a DM has no roles or channel to check)",
+            "set [access] allow_dms = false, unless DMs are meant to be open to everyone",
+        )
+    ]
 
 
 def client_id_from_token(token: str) -> int | None:
@@ -330,7 +346,7 @@ async def diagnose(config_path: str | None, environ: Mapping[str, str] | None = 
     config_result, config = check_config(config_path)
     if config is None:
         return [config_result, warn("doctor", "the other checks need a valid config", "fix the config first")]
-    results = [config_result]
+    results = [config_result, *check_access(config.access)]
     token = env.get(TOKEN_VARIABLE, "").strip() or None
     shape = check_token_shape(token)
     results.append(shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,41 @@ def test_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert f"{path}: invalid configuration" in result.stderr
     assert "discord.guild_ids.0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "url", "expected"),
+    [
+        ("api_base", "http://discord.example/api/v10", "must use https:// (the bot token is sent there)"),
+        ("api_base", "http://127.0.0.1@evil.example/api", "must use https://"),
+        ("api_base", "http://localhost.evil.example/api", "must use https://"),
+        ("api_base", "http://evil.example\\@127.0.0.1/api", "backslash"),
+        ("api_base", "ftp://discord.example/", "must use https:// (or http:// to this machine)"),
+        ("api_base", "/api/v10", "must be an absolute https:// URL with a host"),
+        ("api_base", "https://discord.com/api/v10\n", "without spaces or control characters"),
+        ("gateway_url", "ws://gateway.example/", "must use wss:// (the bot token is sent there)"),
+        ("gateway_url", "https://gateway.discord.gg/", "must use wss://"),
+    ],
+)
+def test_discord_urls_must_be_encrypted_unless_loopback(tmp_path: Path, key: str, url: str, expected: str) -> None:
+    """api_base and gateway_url carry the token: plain http/ws to another host is refused, naming the key."""
+    path = write(tmp_path, f"[discord]\n{key} = {json.dumps(url)}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"discord.{key}: " in str(caught.value)
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("api_base", "gateway_url"),
+    [
+        ("http://127.0.0.1:8080/api/v10", "ws://127.0.0.1:8080/gateway"),
+        ("http://localhost:8080/api/v10", "ws://LOCALHOST:8080/"),
+        ("http://[::1]:8080/api/v10", "ws://127.1.2.3/"),
+        ("https://discord.example/api/v10", "wss://gateway.example/"),
+    ],
+)
+def test_plain_discord_urls_to_this_machine_are_allowed(tmp_path: Path, api_base: str, gateway_url: str) -> None:
+    """A Discord-compatible server on loopback (the fake Discord in tests) may use http/ws; any host may use TLS."""
+    config = load_config(write(tmp_path, f'[discord]\napi_base = "{api_base}"\ngateway_url = "{gateway_url}"\n'))
+    assert (config.discord.api_base, config.discord.gateway_url) == (api_base, gateway_url)

@@ -15,8 +15,16 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import HTTPClient, Route
 
-from bot.config import ModelConfig
-from bot.doctor import Status, check_database, check_model_files, check_model_server, client_id_from_token, diagnose
+from bot.config import AccessConfig, ModelConfig
+from bot.doctor import (
+    Status,
+    check_access,
+    check_database,
+    check_model_files,
+    check_model_server,
+    client_id_from_token,
+    diagnose,
+)
 from tests.fakediscord import FakeDiscord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +139,38 @@ async def test_unreachable_discord_is_a_warning(tmp_path: Path) -> None:
     assert [(r.check, r.status) for r in network] == [("token", Status.WARN), ("intents", Status.WARN)]
     assert network[0].message.startswith("could not ask Discord whether the token is valid")
     assert not any(r.status is Status.FAIL for r in results)
+
+
+@pytest.mark.parametrize(
+    ("access", "keys"),
+    [
+        (AccessConfig(allowed_roles=[1]), "[access] allowed_roles restricts"),
+        (AccessConfig(allowed_channels=[2]), "[access] allowed_channels restricts"),
+        (AccessConfig(allowed_roles=[1], allowed_channels=[2]), "[access] allowed_roles and [access] allowed_channels"),
+    ],
+)
+def test_open_dms_beside_role_or_channel_limits_are_a_warning(access: AccessConfig, keys: str) -> None:
+    """Roles or channels restrict servers, yet allow_dms = true (the default) serves anyone in a DM: doctor says so."""
+    (result,) = check_access(access)
+    assert (result.status, result.check) == (Status.WARN, "access")
+    assert result.message.startswith(keys)
+    assert "allow_dms = true serves anyone in DMs" in result.message
+    assert result.fix == "set [access] allow_dms = false, unless DMs are meant to be open to everyone"
+
+
+def test_closed_dms_or_no_limits_need_no_access_line() -> None:
+    """With DMs off, or nothing restricted, there is nothing to say about access."""
+    assert check_access(AccessConfig(allowed_roles=[1], allow_dms=False)) == []
+    assert check_access(AccessConfig(blocked_users=[3])) == []
+
+
+async def test_doctor_reports_open_dms_after_the_config(tmp_path: Path) -> None:
+    """The access warning follows the config line in the report."""
+    path = fake_config(
+        tmp_path / "config.toml", api_base="https://discord.com/api/v10", extra="[access]\nallowed_roles = [1]\n"
+    )
+    results = await diagnose(path, {})
+    assert [(r.check, r.status) for r in results[:2]] == [("config", Status.OK), ("access", Status.WARN)]
 
 
 async def test_token_of_the_wrong_shape_fails_without_asking_discord(tmp_path: Path) -> None:

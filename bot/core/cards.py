@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
@@ -32,6 +34,7 @@ from bot.errors import BotError
 __all__ = [
     "AVATAR_MAX_BYTES",
     "CARD_MAX_BYTES",
+    "CARD_MAX_DEPTH",
     "FIELD_MAX_CHARS",
     "IMAGE_TYPES",
     "NAME_MAX_CHARS",
@@ -41,6 +44,7 @@ __all__ = [
     "card_png",
     "check_name",
     "image_type",
+    "json_depth",
     "parse_card",
     "placeholder_png",
     "read_png_text_chunks",
@@ -49,7 +53,11 @@ __all__ = [
 AVATAR_MAX_BYTES = 2 * 1024 * 1024
 """The largest avatar image (and so the largest PNG card) accepted, in bytes."""
 CARD_MAX_BYTES = 1024 * 1024
-"""The largest ``.json`` card accepted, in bytes."""
+"""The largest card JSON accepted, in bytes: a ``.json`` file, or the JSON a PNG's ``chara`` chunk decodes to."""
+CARD_MAX_DEPTH = 32
+"""The deepest nesting of objects and lists a card's fields may have, the card's own object included (real cards use
+about six levels; a V2 card's outer object is not counted, so a V1 card at the limit can be exported as V2). Deeper
+JSON would exhaust Python's recursion limit while it is decoded or written back."""
 NAME_MAX_CHARS = 80
 """Discord's limit for a webhook's name, which is how a character speaks."""
 FIELD_MAX_CHARS = 4000
@@ -230,13 +238,47 @@ def _card_from_fields(fields: Mapping[str, Any], avatar: bytes | None) -> CardDa
     return card
 
 
-def _card_from_json(raw: bytes, avatar: bytes | None) -> CardData:
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"?', re.DOTALL)
+"""A string literal; one never closed runs to the end (so every match succeeds and the scan stays linear)."""
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s objects and lists nest, counted without decoding it (brackets inside strings don't count).
+
+    Linear in the text and recursion-free, so it can run on any input before :func:`json.loads` does. For text that
+    is not valid JSON it counts at least as deep as a decoder gets before it fails.
+    """
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets), initial=0))
+
+
+def _too_deep(depth: int) -> CardError:
+    return CardError(
+        f"The card's JSON is nested {depth} levels deep; a card may nest at most {CARD_MAX_DEPTH} levels "
+        "(a V2 card's outer object not counted)."
+    )
+
+
+def _card_from_json(raw: bytes, avatar: bytes | None, where: str) -> CardData:
+    if len(raw) > CARD_MAX_BYTES:
+        raise CardError(f"The card in {where} is {_mb(len(raw))} of JSON; a card can be at most {_mb(CARD_MAX_BYTES)}.")
     try:
-        card = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CardError(f"The card is not valid JSON ({error}).") from None
+    depth = json_depth(text)
+    if depth > CARD_MAX_DEPTH + 1:  # decoding stays far from the recursion limit (+1: a V2 card's wrapper)
+        raise _too_deep(depth)
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as error:
         raise CardError(f"The card is not valid JSON ({error}).") from None
     if not isinstance(card, dict):
         raise CardError("The card must be a JSON object.")
+    if "spec" not in card and depth > CARD_MAX_DEPTH:  # exported as V2, it would gain the wrapper's level
+        raise _too_deep(depth)
     if "spec" in card:
         if card.get("spec") != "chara_card_v2":
             raise CardError(f"Unsupported card spec {card.get('spec')!r}: expected 'chara_card_v2' (or a V1 card).")
@@ -251,14 +293,22 @@ def _card_from_json(raw: bytes, avatar: bytes | None) -> CardData:
     return _card_from_fields(card, avatar)
 
 
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def parse_card(data: bytes, filename: str) -> CardData:
-    """Read a V1 or V2 card from a ``.json`` file or a PNG with a ``chara`` chunk; CardError says what is wrong."""
+    """Read a V1 or V2 card from a ``.json`` file or a PNG with a ``chara`` chunk; CardError says what is wrong.
+
+    The limits hold for what is decoded too: the JSON inside a PNG may be no larger than a ``.json`` card
+    (:data:`CARD_MAX_BYTES`), and no card's JSON may nest deeper than :data:`CARD_MAX_DEPTH`.
+    """
     is_png = data.startswith(PNG_SIGNATURE) or filename.lower().endswith(".png")
     limit = AVATAR_MAX_BYTES if is_png else CARD_MAX_BYTES
     if len(data) > limit:
-        raise CardError(f"`{filename}` is {len(data) / 1e6:.1f} MB; a card can be at most {limit / 1e6:.1f} MB.")
+        raise CardError(f"`{filename}` is {_mb(len(data))}; a card can be at most {_mb(limit)}.")
     if not is_png:
-        return _card_from_json(data, None)
+        return _card_from_json(data, None, f"`{filename}`")
     texts = read_png_text_chunks(data)
     if CHARA not in texts:
         raise CardError(f"`{filename}` is a PNG without a character card (it has no `chara` text chunk).")
@@ -267,7 +317,7 @@ def parse_card(data: bytes, filename: str) -> CardData:
     except (binascii.Error, ValueError):
         raise CardError(f"The `chara` chunk of `{filename}` is not valid base64.") from None
     avatar, _ = _without_chara(data)
-    return _card_from_json(raw, avatar)
+    return _card_from_json(raw, avatar, f"the `chara` chunk of `{filename}`")
 
 
 # -- writing cards -----------------------------------------------------------------------------------------------

@@ -6,12 +6,15 @@ such questions, so the request shows it the card's own example as an earlier exc
 vicuna_v1.1 multi-turn layout it was trained on) and then asks for a new one; the reply is
 read whole and parsed. The parser accepts the answer forms the model writes (``C``,
 ``C, Pluto``, ``Answer: C``, ``C) Pluto``, ``The answer is C``, in any case, with a trailing
-period); a reply it cannot read is asked for again once, then refused with a clear error.
+period); a reply it cannot read is asked for again once, then refused with a clear error. The
+options of a usable question are shuffled, the answer letter following its option: the model
+tends to put its answer where the example has it.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -145,14 +148,49 @@ def _answer(lines: Sequence[str]) -> str | None:
     return None
 
 
+_REFERS_TO_LETTERS = re.compile(
+    r"\b[A-D]\)?\s*(?:,|&|\band\b|\bor\b)\s*\(?[A-D]\b|\b(?:options?|answers?|both|either|neither)\s+\(?[A-D]\b"
+)
+"""An option that names others by letter ("A and C", "Both B and D"): shuffling would make it wrong."""
+_OF_THE_ABOVE = re.compile(r"\bof\s+the\s+above\b", re.IGNORECASE)
+""""All of the above", "None of the above": such an option keeps its place (it reads as the last word)."""
+
+
+def shuffled(question: QuizQuestion, rng: random.Random) -> QuizQuestion:
+    """The options in a random order, the answer letter following its option.
+
+    A 7B model copies where the example put its answer (C), so the order it writes says little; shuffling
+    spreads the right letter evenly. "All/None of the above" stays where it was, and a question whose options
+    name others by letter ("A and C") is left as written.
+    """
+    if any(_REFERS_TO_LETTERS.search(option) for option in question.options):
+        return question
+    movable = [i for i, option in enumerate(question.options) if not _OF_THE_ABOVE.search(option)]
+    order = list(range(len(LETTERS)))
+    targets = movable[:]
+    rng.shuffle(targets)
+    for source, target in zip(movable, targets, strict=True):
+        order[target] = source
+    a, b, c, d = (question.options[source] for source in order)
+    answer = LETTERS[order.index(LETTERS.index(question.answer))]
+    return QuizQuestion(question.question, (a, b, c, d), answer)
+
+
 async def write_question(
-    chat: ChatService, author: Author, topic: str | None, options: ChatOptions | None = None
+    chat: ChatService,
+    author: Author,
+    topic: str | None,
+    options: ChatOptions | None = None,
+    *,
+    rng: random.Random | None = None,
 ) -> QuizQuestion:
     """Ask the model for a question about ``topic``; a reply that cannot be read is asked for once more.
 
+    The options come back shuffled (:func:`shuffled`, with ``rng``; default a fresh unseeded one).
     Raises :class:`QuizFormatError` when neither reply is usable, and whatever
     :meth:`ChatService.generate` raises (busy, the model failed).
     """
+    rng = rng or random.Random()
     options = options or ChatOptions()
     limit = options.max_new_tokens or chat.generation.max_new_tokens
     options = replace(options, max_new_tokens=min(limit, MAX_NEW_TOKENS))
@@ -165,8 +203,10 @@ async def write_question(
             async for _ in reply.deltas():
                 pass
         try:
-            return parse_question(reply.text)
+            question = parse_question(reply.text)
         except QuizParseError as error:
             problem = str(error)
             _log.info("Quiz reply %d was not usable (%s): %r", attempt + 1, problem, reply.text[:500])
+        else:
+            return shuffled(question, rng)
     raise QuizFormatError(f"The model did not write a usable quiz question ({problem}). Please try again.")

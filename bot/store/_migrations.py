@@ -275,6 +275,12 @@ ALTER TABLE scenes ADD COLUMN mode TEXT;
 """Who speaks next in a scene (``/scene mode``): ``model``, ``addressed`` or ``round-robin``; NULL: the config's."""
 
 
+_RIDDLE_EXPLANATIONS = """
+ALTER TABLE riddles ADD COLUMN explanation TEXT NOT NULL DEFAULT '';
+"""
+"""The model's reasoning after a riddle's answer, shown when the answer is revealed ('' when it gave none)."""
+
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
     _V2_MESSAGE_LINKS,
@@ -285,6 +291,7 @@ MIGRATIONS: tuple[str, ...] = (
     _SETTINGS,
     _CHARACTERS,
     _SCENES,
+    _RIDDLE_EXPLANATIONS,
     _SCENE_MODES,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""

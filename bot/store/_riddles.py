@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 __all__ = ["Riddles", "StoredRiddle"]
 
 _COLUMNS = (
-    "id, guild_id, channel_id, author_id, topic, question, answer, solved_by, solved_by_name, solved_at, created_at"
+    "id, guild_id, channel_id, author_id, topic, question, answer, solved_by, solved_by_name, solved_at, created_at,"
+    " explanation"
 )
 
 
@@ -32,6 +33,8 @@ class StoredRiddle:
     solved_by_name: str | None
     solved_at: float | None
     created_at: float
+    explanation: str = ""
+    """The model's reasoning after the answer, shown with it ('' when it gave none)."""
 
     @property
     def solved(self) -> bool:
@@ -55,6 +58,7 @@ class Riddles:
         author_id: int,
         question: str,
         answer: str,
+        explanation: str = "",
         topic: str | None = None,
         guild_id: int | None = None,
         channel_id: int | None = None,
@@ -63,9 +67,9 @@ class Riddles:
         async with self._store._use("save the riddle", write=True) as db:
             rows = list(
                 await db.execute_fetchall(
-                    "INSERT INTO riddles (guild_id, channel_id, author_id, topic, question, answer, created_at)"
-                    f" VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
-                    (guild_id, channel_id, author_id, topic, question, answer, time.time()),
+                    "INSERT INTO riddles (guild_id, channel_id, author_id, topic, question, answer, explanation,"
+                    f" created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+                    (guild_id, channel_id, author_id, topic, question, answer, explanation, time.time()),
                 )
             )
         return _riddle(rows[0])

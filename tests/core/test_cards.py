@@ -9,15 +9,20 @@ import zlib
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.core.cards import (
+    AVATAR_MAX_BYTES,
     CARD_MAX_BYTES,
+    CARD_MAX_DEPTH,
     CardData,
     CardError,
     card_json,
     card_png,
     check_name,
     image_type,
+    json_depth,
     parse_card,
     placeholder_png,
     read_png_text_chunks,
@@ -172,6 +177,70 @@ def test_malformed_cards_are_refused_clearly(data: bytes, filename: str, message
     with pytest.raises(CardError) as raised:
         parse_card(data, filename)
     assert message in str(raised.value)
+
+
+def nested(depth: int) -> bytes:
+    """A V1 card whose ``character_book`` nests lists ``depth`` levels deep in all (the card itself is one)."""
+    inner = "[" * (depth - 2) + "{}" + "]" * (depth - 2)
+    return ('{"name": "Deep", "character_book": ' + inner + "}").encode()
+
+
+def png_card(raw: bytes) -> bytes:
+    return png(chara(base64.b64encode(raw)))
+
+
+@pytest.mark.parametrize("wrap", [lambda raw: raw, png_card], ids=["json", "png"])
+def test_deeply_nested_json_is_refused_clearly(wrap: Any) -> None:
+    """JSON nested 100,000 deep (a JSON file, or inside a PNG) is a CardError naming the limit, not a RecursionError."""
+    with pytest.raises(CardError, match=f"nested 100000 levels deep; a card may nest at most {CARD_MAX_DEPTH}"):
+        parse_card(wrap(nested(100_000)), "deep.png" if wrap is png_card else "deep.json")
+
+
+def test_a_card_at_the_nesting_limit_is_read_and_written_back() -> None:
+    """A V1 card exactly CARD_MAX_DEPTH levels deep imports, exports as V2 (one level more) and imports again."""
+    assert json_depth(nested(CARD_MAX_DEPTH).decode()) == CARD_MAX_DEPTH
+    card = parse_card(nested(CARD_MAX_DEPTH), "deep.json")
+    book = card.extra["character_book"]
+    assert parse_card(card_png(None, card), "deep.png").extra["character_book"] == book
+    assert parse_card(card_json(card), "deep.json").extra["character_book"] == book
+
+
+def test_a_card_one_level_past_the_limit_is_refused() -> None:
+    """One level more than CARD_MAX_DEPTH (V1) is refused, though the decoder could take it."""
+    with pytest.raises(CardError, match=f"nested {CARD_MAX_DEPTH + 1} levels deep"):
+        parse_card(nested(CARD_MAX_DEPTH + 1), "deep.json")
+
+
+def test_json_inside_a_png_has_the_json_cards_size_limit() -> None:
+    """A PNG under the image limit whose chara chunk decodes to more than 1 MB of JSON is refused, naming both."""
+    raw = json.dumps({"name": "Big", "creator_notes": "n" * CARD_MAX_BYTES}).encode()
+    image = png_card(raw)
+    assert len(image) < AVATAR_MAX_BYTES
+    with pytest.raises(
+        CardError, match=r"The card in the `chara` chunk of `big.png` is 1.0 MB of JSON; .* at most 1.0 MB"
+    ):
+        parse_card(image, "big.png")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.sampled_from('[]{}"\\ab:,')),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=20,
+)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@given(_JSON)
+def test_json_depth_counts_nesting_and_ignores_brackets_in_strings(value: object) -> None:
+    """For any JSON value (strings full of brackets, quotes and backslashes) the scan gives the real depth."""
+    assert json_depth(json.dumps(value)) == _depth(value)
 
 
 def test_check_name_tidies_spaces() -> None:

@@ -1,7 +1,9 @@
-"""Quiz questions: the request prompt (golden string), the parser, the retry."""
+"""Quiz questions: the request prompt (golden string), the parser, the shuffle, the retry."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +13,16 @@ from bot.config import AIROBOROS_SYSTEM_PROMPT, Config
 from bot.core.chat import Author, ChatService
 from bot.core.messages import Dialogue
 from bot.core.prompts import AiroborosFormat, PromptBuilder
-from bot.core.quiz import QuizFormatError, QuizParseError, parse_question, quiz_messages, write_question
+from bot.core.quiz import (
+    LETTERS,
+    QuizFormatError,
+    QuizParseError,
+    QuizQuestion,
+    parse_question,
+    quiz_messages,
+    shuffled,
+    write_question,
+)
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
@@ -117,7 +128,7 @@ async def test_an_unusable_reply_is_asked_for_again(chat: ChatService, backend: 
     replies = iter([PLUTO, VOLCANO])
     backend.script = lambda prompt: next(replies)
     quiz = await write_question(chat, ALICE, "volcanoes")
-    assert (quiz.answer, quiz.option("B")) == ("B", "Water vapour")
+    assert quiz.option(quiz.answer) == "Water vapour"
     assert len(backend.prompts) == 2
     assert "about volcanoes" in backend.prompts[1].text
 
@@ -128,3 +139,45 @@ async def test_two_unusable_replies_end_in_a_clear_error(chat: ChatService, back
     with pytest.raises(QuizFormatError, match=r"did not write a usable quiz question \(no options A\) to D\)\)"):
         await write_question(chat, ALICE, None)
     assert len(backend.prompts) == 2
+
+
+# -- the shuffle ---------------------------------------------------------------------------------
+
+CARD = QuizQuestion("Which object is in the Kuiper Belt?", ("Mercury", "Venus", "Pluto", "Jupiter"), "C")
+
+
+def test_shuffling_moves_the_answer_letter_with_its_option() -> None:
+    """Whatever the order, the answer letter points at the same option and every option is kept once."""
+    for seed in range(50):
+        quiz = shuffled(CARD, random.Random(seed))
+        assert quiz.option(quiz.answer) == "Pluto"
+        assert sorted(quiz.options) == sorted(CARD.options)
+        assert quiz.question == CARD.question
+
+
+def test_all_of_the_above_keeps_its_place() -> None:
+    """ "All of the above" stays at D; the other options move."""
+    quiz = QuizQuestion("Which are planets?", ("Mars", "Venus", "Earth", "All of the above"), "D")
+    orders = {shuffled(quiz, random.Random(seed)).options for seed in range(30)}
+    assert all(order[3] == "All of the above" for order in orders)
+    assert len(orders) > 1
+    assert {shuffled(quiz, random.Random(seed)).answer for seed in range(30)} == {"D"}
+
+
+def test_options_that_name_letters_are_left_as_written() -> None:
+    """An option like "Both A and C" would be wrong after a shuffle, so the question keeps its order."""
+    quiz = QuizQuestion("Which are gases?", ("Neon", "Iron", "Argon", "Both A and C"), "D")
+    assert shuffled(quiz, random.Random(1)) == quiz
+
+
+async def test_the_right_letter_is_spread_evenly_over_many_quizzes(chat: ChatService, backend: ScriptedBackend) -> None:
+    """A model that always answers C (the example's letter): over 200 quizzes each letter is right about as often."""
+    backend.script = lambda prompt: f"{PLUTO}\nAnswer: C, Pluto"
+    rng = random.Random(2024)
+    letters: Counter[str] = Counter()
+    for _ in range(200):
+        quiz = await write_question(chat, ALICE, "space", rng=rng)
+        assert quiz.option(quiz.answer) == "Pluto"
+        letters[quiz.answer] += 1
+    assert set(letters) == set(LETTERS)
+    assert all(30 <= count <= 70 for count in letters.values()), letters  # 50 expected; 3 standard deviations

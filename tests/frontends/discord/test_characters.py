@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+import zlib
 from typing import Any
 
 import aiohttp
@@ -20,6 +23,19 @@ EPHEMERAL = 64
 MANAGE_GUILD = 1 << 5
 AVATAR = placeholder_png(8, (200, 10, 10))
 ARIA = {"name": "Aria", "description": "A ship's navigator.", "personality": "calm", "speaking_style": "Terse."}
+
+
+DEEP = b'{"name": "Deep", "character_book": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+"""A card nested 100,001 levels deep: Python's JSON decoder would raise RecursionError on it."""
+BIG = json.dumps({"name": "Big", "creator_notes": "n" * 1024 * 1024}).encode()
+"""Over 1 MB of JSON, which base64 fits in a PNG under the 2 MB image limit."""
+
+
+def png_with_chara(raw: bytes) -> bytes:
+    """AVATAR with ``raw`` as its base64 ``chara`` text chunk, just before the image's end chunk."""
+    text = b"chara\x00" + base64.b64encode(raw)
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    return AVATAR[:-12] + chunk + AVATAR[-12:]
 
 
 async def answered(handle: Any, timeout: float = 20) -> dict[str, Any]:  # noqa: ASYNC109
@@ -215,7 +231,11 @@ async def test_import_reads_a_png_card_whose_image_becomes_the_avatar(fake: Fake
         ("card.png", AVATAR, "without a character card"),
         ("card.json", json.dumps({"name": "y" * 81}).encode(), "at most 80"),
         ("card.json", b" " * (1024 * 1024 + 1), "at most 1.0 MB"),
+        ("deep.json", DEEP, "nested 100001 levels deep"),
+        ("deep.png", png_with_chara(DEEP), "nested 100001 levels deep"),
+        ("big.png", png_with_chara(BIG), "`big.png` is 1.0 MB of JSON; a card can be at most 1.0 MB"),
     ],
+    ids=["broken", "spec", "nameless", "no-chara", "long-name", "big-json", "deep-json", "deep-png", "big-in-png"],
 )
 async def test_import_refuses_bad_files_clearly(
     fake: FakeDiscord, running: Running, filename: str, data: bytes, message: str

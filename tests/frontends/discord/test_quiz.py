@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from bot.config import Config
+from bot.core import quiz as quiz_core
+from bot.core.quiz import parse_question, shuffled
 from bot.frontends.discord.features import quiz as quiz_cog
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
@@ -31,6 +34,12 @@ def quiz_model(backend: ScriptedBackend) -> None:
     """The model writes the volcano question."""
     backend.script = lambda prompt: VOLCANO
     backend.delay = 0.0
+
+
+@pytest.fixture(autouse=True)
+def options_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options stay in the model's order, so the tests know the right letter (B); one test shuffles them."""
+    monkeypatch.setattr(quiz_core, "shuffled", lambda question, rng: question)
 
 
 @pytest.fixture
@@ -98,6 +107,23 @@ async def test_start_posts_the_question_with_four_buttons(
     quiz = await running.store.quizzes.get(quiz_id(message))
     assert quiz is not None
     assert (quiz.answer, quiz.message_id, quiz.ends_at - quiz.created_at) == ("B", int(message["id"]), 30)
+
+
+async def test_the_options_are_posted_and_revealed_in_their_shuffled_order(
+    fake: FakeDiscord, running: Running, short_quizzes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shuffled, the posted options, the stored answer letter and the reveal all follow the new order."""
+    monkeypatch.setattr(quiz_core, "shuffled", lambda question, rng: shuffled(question, random.Random(4)))
+    order = shuffled(parse_question(VOLCANO), random.Random(4))
+    assert order.answer != "B"
+    message = await posted_quiz(fake, await start_quiz(fake, seconds=SHORT))
+    for letter, option in zip("ABCD", order.options, strict=True):
+        assert f"**{letter})** {option}" in message["content"]
+    quiz = await running.store.quizzes.get(quiz_id(message))
+    assert quiz is not None and quiz.answer == order.answer
+    shown = await revealed(fake, message["id"])
+    assert f"✅ **{order.answer}) Water vapour**" in shown["content"]
+    await revealed_in_store(running.store, quiz_id(message))
 
 
 async def test_an_answer_is_recorded_and_confirmed_privately(fake: FakeDiscord, running: Running) -> None:

@@ -5,9 +5,10 @@
 too long for a message is previewed as the tail of the code while it streams and then replaced by
 a short note with the whole code attached as a file (``answer.py``), never split over messages.
 
-``/riddle`` is not streamed: the model's reply is parsed first (a riddle, then ``Answer: ...``),
-stored, and posted with the answer behind a spoiler and a persistent Guess button. A guess is
-judged (a normalized match, else the model's yes/no); the first right guess is announced in the
+``/riddle`` is not streamed: the model's reply is parsed first (``QUESTION: ...``, ``ANSWER: ...``
+and its reasoning), stored, and posted with the answer and the reasoning behind spoilers and a
+persistent Guess button. A guess is judged (a normalized match, else the model's yes/no on the
+quoted guess); the first right guess is announced in the
 channel and recorded, later guesses are told who solved it. Every interaction is acknowledged
 before the store or the model is touched; every refusal goes through
 :func:`~bot.frontends.discord.ui.feedback.report`.
@@ -90,10 +91,26 @@ def _spoiler(text: str) -> str:
 
 
 def riddle_text(riddle: StoredRiddle) -> str:
-    """The riddle's message: the question, the answer behind a spoiler, and who solved it."""
-    text = f"🧩 **Riddle**\n{riddle.question}\n\n**Answer:** {_spoiler(riddle.answer)}"
+    """The riddle's message: the question, the answer (and the model's reasoning) behind spoilers, who solved it."""
+    solved = ""
     if riddle.solved:
-        text += f"\n✅ Solved by **{discord.utils.escape_markdown(riddle.solved_by_name or 'someone')}**"
+        solved = f"\n✅ Solved by **{discord.utils.escape_markdown(riddle.solved_by_name or 'someone')}**"
+    why = f"\n**Why:** {_spoiler(riddle.explanation)}" if riddle.explanation else ""
+    answer = f"\n\n**Answer:** {_spoiler(riddle.answer)}"
+    question = f"🧩 **Riddle**\n{riddle.question}"
+    room = MESSAGE_LIMIT - len(answer) - len(solved)
+    if len(question) + len(why) > room:  # the reasoning gives way first; a spoiler is never cut open
+        why = ""
+    if len(question) > room:
+        question = question[: room - 1] + "…"
+    return question + answer + why + solved
+
+
+def solved_text(name: str, riddle: StoredRiddle) -> str:
+    """The channel's announcement of a solved riddle: who, the answer, and the model's reasoning if it gave one."""
+    text = f"🎉 **{name}** solved the riddle! The answer was **{discord.utils.escape_markdown(riddle.answer)}**."
+    if riddle.explanation:
+        text += f"\n{discord.utils.escape_markdown(riddle.explanation)}"
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
@@ -215,6 +232,7 @@ class Skills(commands.Cog):
             author_id=author.id,
             question=riddle.question,
             answer=riddle.answer,
+            explanation=riddle.explanation,
             topic=topic,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
@@ -265,10 +283,7 @@ class Skills(commands.Cog):
         """The winner hears it privately; the channel hears who solved it; the riddle shows it."""
         await _private(interaction, "✅ Correct, you solved it!")
         name = discord.utils.escape_markdown(riddle.solved_by_name or "someone")
-        answer = discord.utils.escape_markdown(riddle.answer)
-        await interaction.followup.send(
-            f"🎉 **{name}** solved the riddle! The answer was **{answer}**.", allowed_mentions=NO_MENTIONS
-        )
+        await interaction.followup.send(solved_text(name, riddle), allowed_mentions=NO_MENTIONS)
         if interaction.message is not None:
             with contextlib.suppress(discord.HTTPException):
                 await interaction.message.edit(content=riddle_text(riddle), allowed_mentions=NO_MENTIONS)
