@@ -35,9 +35,11 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 
 from bot.config import SkillsConfig
-from bot.core.chat import Author, ChatOptions, ChatService, Reply
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import PromptBuilder
+from bot.core.replies import Reply
 from bot.errors import BotError, PromptTooLongError
 from bot.store import StoredSource
 

@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import AiroborosFormat, ChatTemplateFormat, PromptBuilder
 from bot.core.sanitize import FALLBACK_SPEAKER, is_blank, speaker_label

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig, SkillsConfig
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.core.sources import (
     SourceError,
     SourceService,
