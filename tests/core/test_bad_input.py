@@ -17,7 +17,8 @@ from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import AiroborosFormat, ChatTemplateFormat, PromptBuilder
 from bot.core.sanitize import FALLBACK_SPEAKER, is_blank, speaker_label
 from bot.core.settings import ChannelSettings, Place, SettingsError
-from bot.core.sources import SourceError, SourceText, blocks_prompt, decode_text_file
+from bot.core.source_intake import SourceError, decode_text_file
+from bot.core.sources import SourceText, blocks_prompt
 from bot.errors import PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Role, Scope, Store, StoredSettings
