@@ -107,7 +107,8 @@ def _chat_config(args: argparse.Namespace) -> tuple[Config, str | None]:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    from bot.core.chat import ChatOptions, ChatService
+    from bot.core.chat import ChatService
+    from bot.core.chat_prompts import ChatOptions
     from bot.core.engine import Engine
     from bot.frontends.terminal import run_chat
     from bot.store import Store

@@ -17,7 +17,7 @@ import pytest
 
 from bot.__main__ import main
 from bot.bench import BenchOptions, bench_config, busy_warning, median_figures, run_bench, spread_of, text_of_length
-from bot.bench import _source_text as source_text
+from bot.bench._prompts import _source_text as source_text
 from bot.config import Config, InferenceConfig, ModelConfig
 from bot.inference.tokenizer import HFTokenizer
 from tests.inference.remote._fake_vllm import MODEL, FakeVLLM

@@ -1,0 +1,1 @@
+"""The bot's logic: conversations, prompt formats, the token budget, scenes, sources; no Discord, no torch."""

@@ -1,6 +1,8 @@
-"""Conversations: history from the store, a prompt within budget, a streamed reply, its status stored.
+"""Conversations: people's messages stored in the order they arrived, each turn answered once, its reply stored.
 
-Frontends call :meth:`ChatService.respond` and never touch SQL or the model.
+Frontends call :meth:`ChatService.respond` and never touch SQL or the model. What a request asks the model (the
+place's settings, the history shown, the prompt) is :mod:`bot.core.chat_prompts`; a reply and its stored row,
+:mod:`bot.core.replies`.
 
 One conversation, one order. All work on a conversation goes through its *lane*: a short
 ``record`` lock under which messages are stored in the order they arrived, and a ``reply``
@@ -8,9 +10,7 @@ lock that lets one reply at a time stream. A message is stored as soon as it arr
 crash loses no user message); the reply that starts next answers every message stored
 since the last reply, so in a busy thread two people posting while a reply streams are
 answered together, once, with both messages in the prompt. A reply's row is reserved
-when it starts (status ``cancelled``, no text: what a crash leaves behind is marked) and
-completed in place when it ends, so the stored order is the order the platform shows.
-A reply that did not finish is never stored as ``ok``.
+when it starts and completed in place when it ends, so the stored order is the order the platform shows.
 
 A too-long message is refused before anything is stored; a full queue refuses the reply,
 and a message that opens a new conversation (``key`` is a :data:`KeyFactory`) is then
@@ -21,127 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.config import GenerationConfig
+from bot.core.chat_prompts import Author, ChatOptions, ChatPrompts, DialogueBuilder, no_parent
 from bot.core.engine import Engine, Variant
-from bot.core.messages import ChatMessage, Dialogue
-from bot.core.sanitize import is_blank
-from bot.core.settings import ChannelSettings, Place
-from bot.errors import BotError, DeliveryError, GenerationError, PromptError, PromptTooLongError, StoreError
-from bot.inference.scheduler import Ticket
-from bot.inference.telemetry import Outcome
-from bot.inference.types import FinishReason, Prompt, SamplingParams
+from bot.core.messages import ChatMessage
+from bot.core.replies import Reply, finishing, reserve
+from bot.errors import PromptError
 from bot.store import Conversation, MessageStatus, Role, Store, StoredMessage
+
+# Author, ChatOptions, Reply and no_parent are re-exported: bot/frontends/discord imports them from here.
+__all__ = ["Author", "ChatOptions", "ChatService", "KeyFactory", "Reply", "no_parent"]
 
 _log = logging.getLogger(__name__)
 
-Mode = Literal["new", "regenerate", "continue"]
 KeyFactory = Callable[[], Awaitable[str]]
 """Opens a new conversation (a Discord thread, say) once the request is admitted, and returns its key."""
-DialogueBuilder = Callable[[Sequence[StoredMessage], "ChatOptions"], Awaitable[Dialogue]]
-"""Builds the dialogue of a conversation whose prompt is not the plain history (a scene: its sheet first), from
-the history :meth:`ChatService.respond` loaded; called in the conversation's turn, so what it reads is current."""
-AfterStored = Callable[[BaseException | None], Awaitable[None]]
-"""What the frontend does once a reply is stored (see :meth:`Reply.when_stored`)."""
-ParentLookup = Callable[[int], Awaitable[int | None]]
-"""The channel a channel sits in (a thread's parent), or None; the frontend that knows provides it."""
-
-
-async def no_parent(channel_id: int) -> int | None:
-    """The default :data:`ParentLookup`: every channel stands alone."""
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Author:
-    """Who wrote a message: a stable id and the display name the model sees."""
-
-    id: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChatOptions:
-    """Per-request settings; ``None`` fields fall back to ``[generation]``."""
-
-    variant: str | None = None
-    history: bool | None = None
-    system: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_new_tokens: int | None = None
-    seed: int | None = None
-
-
-class Reply:
-    """A reply being generated: queue position, then text deltas; ``status`` once it ends.
-
-    The frontend records where it shows the reply in :attr:`shown_in` (platform message ids);
-    they are stored with the reply, so buttons find it again after a restart.
-    """
-
-    def __init__(self, ticket: Ticket, variant: Variant, prefix: str = "") -> None:
-        self.ticket = ticket
-        self.variant = variant
-        self.prefix = prefix
-        self.text = prefix
-        self.status: MessageStatus | None = None
-        self.finish_reason: FinishReason | None = None
-        self.completion_tokens = 0
-        self.error: BotError | None = None
-        self.shown_in: list[int] = []
-        self.stored: StoredMessage | None = None
-        """The stored row of this reply (reserved when it starts, completed when it ends)."""
-        self._when_stored: list[AfterStored] = []
-
-    @property
-    def position(self) -> int:
-        """0 while generating, otherwise the place in the queue."""
-        return self.ticket.position
-
-    @property
-    def new_text(self) -> str:
-        """What this reply added (for Continue: without the text it continues)."""
-        return self.text[len(self.prefix) :]
-
-    def settle(self, text: str, *, complete: bool) -> None:
-        """Keep ``text`` as this reply instead of the model's raw output (a scene keeps the lines it showed).
-
-        ``complete`` says the frontend ended the reply where it should end, as a stop string would (a scene stops at
-        a line for a person): it is then stored ``ok``, not ``partial``.
-        """
-        self.text = self.prefix + text
-        if complete and self.finish_reason is None:
-            self.finish_reason = FinishReason.STOP
-
-    def when_stored(self, callback: AfterStored) -> None:
-        """Run ``callback`` once the reply is stored, still in the conversation's turn: the frontend's last edit.
-
-        It gets the error that ended the reply's use, if any (a :class:`StoreError` when it could not be stored).
-        The next reply of the conversation waits for it, so a reply is shown whole before the next one appears.
-        """
-        self._when_stored.append(callback)
-
-    async def _stored(self, error: BaseException | None) -> None:
-        for callback in self._when_stored:
-            try:
-                await callback(error)
-            except Exception:
-                _log.exception("Showing the end of a reply failed")
-
-    async def deltas(self) -> AsyncGenerator[str, None]:
-        """The reply's text as it arrives; raises :class:`GenerationError` if the model fails."""
-        async for chunk in self.ticket.stream():
-            self.completion_tokens = chunk.completion_tokens
-            if chunk.finish_reason is not None:
-                self.finish_reason = chunk.finish_reason
-            if chunk.text:
-                self.text += chunk.text
-                yield chunk.text
 
 
 @dataclass(slots=True)
@@ -153,46 +52,12 @@ class _Lane:
     users: int = 0
 
 
-class ChatService:
-    """The conversation logic shared by the terminal and Discord frontends."""
+class ChatService(ChatPrompts):
+    """The conversation logic shared by the terminal and Discord frontends (prompts: :class:`ChatPrompts`)."""
 
     def __init__(self, store: Store, engine: Engine, generation: GenerationConfig, *, history_limit: int = 200) -> None:
-        self.store = store
-        self.engine = engine
-        self.generation = generation
-        self.history_limit = history_limit
+        super().__init__(store, engine, generation, history_limit=history_limit)
         self._lanes: dict[str, _Lane] = {}
-        self.parent_of: ParentLookup = no_parent
-        """Where a channel sits, so a thread inherits its parent channel's settings (see :meth:`options_for`)."""
-
-    def params(self, options: ChatOptions) -> SamplingParams:
-        """Sampling parameters for ``options`` over the configured defaults."""
-        g = self.generation
-        return SamplingParams(
-            max_new_tokens=options.max_new_tokens or g.max_new_tokens,
-            temperature=g.temperature if options.temperature is None else options.temperature,
-            top_p=g.top_p if options.top_p is None else options.top_p,
-            repetition_penalty=g.repetition_penalty,
-            seed=g.seed if options.seed is None else options.seed,
-        )
-
-    async def options_for(self, guild_id: int | None, channel_id: int | None) -> ChatOptions:
-        """The settings that apply in a channel: its own, else (in a thread) its parent channel's, else its guild's,
-        else the config's ``[generation]`` defaults (``None`` fields).
-
-        Every command that generates calls this with the place it runs in and passes the options on.
-        """
-        parent = await self.parent_of(channel_id) if guild_id is not None and channel_id is not None else None
-        place = Place(guild_id, channel_id, parent)
-        found = (await ChannelSettings(self.store, self.engine, self.generation).effective(place)).overrides
-        return ChatOptions(
-            variant=found.variant,
-            history=found.history,
-            system=found.system_prompt,
-            temperature=found.temperature,
-            top_p=found.top_p,
-            max_new_tokens=found.max_new_tokens,
-        )
 
     @asynccontextmanager
     async def generate(
@@ -207,15 +72,6 @@ class ChatService:
             prompt = self._prompt(variant, messages, options)
         async with variant.scheduler.submit(str(author.id), prompt, self.params(options)) as ticket:
             yield Reply(ticket, variant)
-
-    @contextmanager
-    def _reported(self, variant: Variant, author: Author, key: str | None) -> Iterator[None]:
-        """Report a prompt that cannot fit as a ``too_long`` request (the scheduler reports every other end)."""
-        try:
-            yield
-        except PromptTooLongError:
-            variant.scheduler.log.refused(str(author.id), Outcome.TOO_LONG, conversation=key)
-            raise
 
     def replying(self, key: str) -> bool:
         """Whether a reply is streaming (or about to) in conversation ``key``."""
@@ -233,50 +89,6 @@ class ChatService:
             lane.users -= 1
             if lane.users == 0:
                 del self._lanes[key]
-
-    async def _history(
-        self, conversation_id: int, options: ChatOptions, *, before: int | None = None
-    ) -> list[StoredMessage]:
-        """The messages the prompt shows: the history (up to ``before``), or with history off only the turn
-        being answered (the people's messages since the last reply)."""
-        history = await self.store.history(conversation_id, limit=self.history_limit)
-        if before is not None:
-            history = [m for m in history if m.id < before]
-        if self.generation.history if options.history is None else options.history:
-            return history
-        turn = len(history)
-        while turn > 0 and history[turn - 1].role == Role.USER:
-            turn -= 1
-        return history[turn:]
-
-    def _prompt(
-        self,
-        variant: Variant,
-        history: Sequence[StoredMessage | ChatMessage],
-        options: ChatOptions,
-        *,
-        continue_last: bool = False,
-    ) -> Prompt:
-        messages = tuple(
-            m if isinstance(m, ChatMessage) else ChatMessage(m.role.value, m.content, m.author_name) for m in history
-        )
-        dialogue = Dialogue(options.system, messages, continue_last=continue_last)
-        return variant.builder.build(dialogue, max_new_tokens=self.params(options).max_new_tokens)
-
-    async def _built(
-        self, variant: Variant, history: Sequence[StoredMessage], options: ChatOptions, dialogue: DialogueBuilder | None
-    ) -> Prompt:
-        """The prompt of ``history``: the plain conversation, or what ``dialogue`` makes of it."""
-        if dialogue is None:
-            return self._prompt(variant, history, options)
-        built = await dialogue(history, options)
-        return variant.builder.build(built, max_new_tokens=self.params(options).max_new_tokens)
-
-    def _alone(self, variant: Variant, author: Author, content: str, options: ChatOptions) -> Prompt:
-        """The prompt of ``content`` with no history; refuses an empty message or one that cannot fit at all."""
-        if is_blank(content):
-            raise PromptError("There is nothing to answer: the message is empty.")
-        return self._prompt(variant, [ChatMessage("user", content, author.name)], options)
 
     async def _record(
         self,
@@ -303,13 +115,6 @@ class ChatService:
             external_ids=[external_id] if external_id is not None else (),
         )
         return conversation
-
-    async def _reserve(self, conversation: Conversation, ticket: Ticket, variant: Variant) -> Reply:
-        reply = Reply(ticket, variant)
-        reply.stored = await self.store.add_message(
-            conversation.id, role=Role.ASSISTANT, content="", token_count=0, status=MessageStatus.CANCELLED
-        )
-        return reply
 
     @asynccontextmanager
     async def respond(
@@ -397,11 +202,11 @@ class ChatService:
                         ticket = await stack.enter_async_context(
                             variant.scheduler.submit(str(author.id), prompt, self.params(options), conversation=key)
                         )
-                        reply = await self._reserve(conversation, ticket, variant)
+                        reply = await reserve(self.store, conversation, ticket, variant)
                 if reply is None:
                     yield None
                     return
-                async with self._finishing(reply, "new"):
+                async with finishing(self.store, reply, "new"):
                     yield reply
 
     async def _stored_already(self, external_id: int | None) -> bool:
@@ -441,8 +246,8 @@ class ChatService:
                         guild_id=guild_id,
                         channel_id=channel_id,
                     )
-                    reply = await self._reserve(conversation, ticket, variant)
-                async with self._finishing(reply, "new"):
+                    reply = await reserve(self.store, conversation, ticket, variant)
+                async with finishing(self.store, reply, "new"):
                     yield reply
 
     @asynccontextmanager
@@ -485,57 +290,8 @@ class ChatService:
                 reply = Reply(ticket, variant, prefix=target.content if mode == "continue" else "")
                 reply.stored = target
                 reply.shown_in = await self.store.external_ids(target.id)
-            async with self._finishing(reply, mode):
+            async with finishing(self.store, reply, mode):
                 yield reply
-
-    @asynccontextmanager
-    async def _finishing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
-        """Store the reply however the frontend's use of it ends, then run its :meth:`Reply.when_stored` callbacks,
-        all inside the conversation's lane (the caller holds it)."""
-        try:
-            async with self._storing(reply, mode):
-                yield
-        except BaseException as error:
-            reply.ticket.release()  # the model is done with it: its slot is free while the frontend shows the end
-            await reply._stored(error)
-            raise
-        reply.ticket.release()
-        await reply._stored(None)
-
-    @asynccontextmanager
-    async def _storing(self, reply: Reply, mode: Mode) -> AsyncIterator[None]:
-        """Store the reply however the frontend's use of it ends."""
-        try:
-            yield
-        except (GenerationError, DeliveryError) as error:
-            reply.error = error
-            await self._finish(reply, mode, MessageStatus.FAILED)
-            raise
-        except BaseException:
-            await self._finish(reply, mode, MessageStatus.CANCELLED)
-            raise
-        if reply.finish_reason in (FinishReason.STOP, FinishReason.LENGTH):
-            await self._finish(reply, mode, MessageStatus.OK)
-        else:  # the frontend stopped reading early (Stop button)
-            await self._finish(reply, mode, MessageStatus.CANCELLED)
-
-    async def _finish(self, reply: Reply, mode: Mode, status: MessageStatus) -> None:
-        """Complete the reply's row; an interrupted reply is ``partial`` if it has new text, else ``cancelled``."""
-        assert reply.stored is not None
-        if status == MessageStatus.CANCELLED and reply.new_text.strip():
-            status = MessageStatus.PARTIAL
-        reply.status = status
-        if mode == "continue" and status not in (MessageStatus.OK, MessageStatus.PARTIAL):
-            return  # the reply being continued stays as it was
-        text = reply.text.strip()
-        tokens = len(reply.variant.builder.tokenizer.encode_plain(text)) if text else 0
-        try:
-            await self.store.update_message(
-                reply.stored.id, content=text, token_count=tokens, status=status, external_ids=reply.shown_in
-            )
-        except StoreError:
-            reply.status = reply.stored.status  # not stored (busy, disk full): the row still says what it said
-            raise
 
     async def shown_in_part(self, reply: Reply) -> None:
         """The end of a finished reply could not be shown (the platform failed): it is stored ``partial``."""

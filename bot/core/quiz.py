@@ -19,7 +19,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bot.core.chat import Author, ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage
 from bot.errors import GenerationError
 

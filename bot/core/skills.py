@@ -20,7 +20,8 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
-from bot.core.chat import Author, ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage
 from bot.errors import BotError
 

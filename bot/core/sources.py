@@ -22,86 +22,78 @@ prompt are the ones laid out here.
 Sources are split into passages at paragraph boundaries when they are stored. When the sources in scope do not
 fit the window whole, passages are picked best first (bm25 over the store's FTS5 index, then the rest in order)
 and kept while the prompt, measured with the model's real tokenizer, still fits.
+
+What may become a source (file types, sizes, UTF-8 text, url, title) is checked in :mod:`bot.core.source_intake`.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import PurePath
 
 from bot.config import SkillsConfig
-from bot.core.chat import Author, ChatOptions, ChatService, Reply
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import PromptBuilder
-from bot.errors import BotError, PromptTooLongError
+from bot.core.replies import Reply
+from bot.core.sanitize import INVISIBLE
+from bot.core.source_intake import (
+    SourceError,
+    check_file_type,
+    check_size,
+    check_url,
+    decode_text_file,
+    default_title,
+    is_text_file,
+    metadata_for,
+    size_text,
+)
+from bot.errors import PromptTooLongError
 from bot.store import StoredSource
+
+# The intake's names are re-exported: bot/frontends/discord imports them from here.
+__all__ = [
+    "CITE",
+    "DONT_MAKE_UP",
+    "NO_SOURCES",
+    "PASSAGE_CHARS",
+    "Answer",
+    "SourceError",
+    "SourceService",
+    "SourceText",
+    "blocks_prompt",
+    "check_file_type",
+    "check_size",
+    "context_block",
+    "decode_text_file",
+    "is_text_file",
+    "metadata_for",
+    "neutralize_markers",
+    "size_text",
+    "split_passages",
+    "stored_text",
+]
 
 DONT_MAKE_UP = "Don't make up answers if you don't know."
 """The sentence the model card recommends adding to the instruction."""
 CITE = "Cite your sources."
 PASSAGE_CHARS = 800
 """The longest passage, in characters (a couple of hundred tokens): small enough to pick, big enough to read."""
-TITLE_CHARS = 100
 NO_SOURCES = "There are no sources here yet. Add one with `/source add` (typed text or a text file), then ask again."
-TEXT_EXTENSIONS = frozenset(
-    {
-        ".txt",
-        ".md",
-        ".markdown",
-        ".rst",
-        ".csv",
-        ".tsv",
-        ".json",
-        ".jsonl",
-        ".yaml",
-        ".yml",
-        ".toml",
-        ".ini",
-        ".cfg",
-        ".log",
-        ".xml",
-        ".html",
-        ".htm",
-        ".tex",
-        ".srt",
-        ".py",
-        ".js",
-        ".ts",
-        ".java",
-        ".c",
-        ".h",
-        ".cpp",
-        ".hpp",
-        ".cs",
-        ".go",
-        ".rs",
-        ".rb",
-        ".php",
-        ".sh",
-        ".sql",
-        ".kt",
-        ".swift",
-        ".lua",
-        ".r",
-    }
-)
-"""File types taken as sources: text formats and source code."""
 
-_MARKER = re.compile(r"\b(BEGIN|END)(INPUT|CONTEXT|INSTRUCTION)\b", re.IGNORECASE)
+# No word boundaries: "_BEGININSTRUCTION", "1ENDINSTRUCTION" or "ENDINPUT_" still spell a marker to the model.
+_MARKER = re.compile(
+    f"({INVISIBLE.join('BEGIN')}|{INVISIBLE.join('END')}){INVISIBLE}"
+    f"({INVISIBLE.join('INPUT')}|{INVISIBLE.join('CONTEXT')}|{INVISIBLE.join('INSTRUCTION')})",
+    re.IGNORECASE,
+)
 _PARAGRAPHS = re.compile(r"\n\s*\n")
-_URL = re.compile(r"^https?://\S+$")
 _MAX_CANDIDATES = 200
 _MISSES_BEFORE_FULL = 4
 """Passages in a row that no longer fit before the window counts as full."""
-
-
-class SourceError(BotError):
-    """A source cannot be added, found or removed, or there is none to answer from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +110,11 @@ class SourceText:
     @property
     def url(self) -> str | None:
         return dict(self.metadata).get("url")
+
+
+def stored_text(source: StoredSource) -> SourceText:
+    """A stored source as the prompt shows it."""
+    return SourceText(metadata_for(source.title, source.url, source.author_name, source.created_at), source.text)
 
 
 @dataclass(slots=True)
@@ -179,81 +176,6 @@ def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
     """Split ``text`` into passages of at most ``limit`` characters at paragraph boundaries (deterministic)."""
     paragraphs = [p.strip() for p in _PARAGRAPHS.split(text) if p.strip()]
     return _pack([piece for p in paragraphs for piece in _cut(p, limit)], "\n\n", limit)
-
-
-# -- files and fields ----------------------------------------------------------------------------------------------
-
-
-def size_text(size: int) -> str:
-    """``1234`` -> ``"1.2 kB"``."""
-    return f"{size} bytes" if size < 1000 else f"{size / 1000:.1f} kB"
-
-
-def is_text_file(filename: str) -> bool:
-    """Whether ``filename``'s type is one sources are taken from."""
-    return PurePath(filename).suffix.lower() in TEXT_EXTENSIONS
-
-
-def check_file_type(filename: str) -> None:
-    """Refuse a file whose type is not one sources are taken from."""
-    if not is_text_file(filename):
-        raise SourceError(f"`{filename}` is not a text file; a source can be a .txt, .md, .csv, .json, .py, ... file.")
-
-
-def check_size(size: int, max_bytes: int, what: str = "That source") -> None:
-    """Refuse a source over the configured size."""
-    if size > max_bytes:
-        raise SourceError(f"{what} is {size_text(size)}; a source can be at most {size_text(max_bytes)}.")
-
-
-def decode_text_file(filename: str, data: bytes, *, max_bytes: int) -> str:
-    """The text of an attached file, or a :class:`SourceError` saying why it cannot be a source."""
-    name = f"`{filename}`"
-    check_file_type(filename)
-    check_size(len(data), max_bytes, name)
-    if b"\0" in data:
-        raise SourceError(f"{name} is not UTF-8 text (it looks binary); save it as plain UTF-8 text.")
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        text = data[bom:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        # No Latin-1 fallback: it decodes any bytes at all, so a wrong guess would store mojibake as the source.
-        position = bom + error.start
-        raise SourceError(
-            f"{name} is not UTF-8 text: byte 0x{data[position]:02X} at position {position} is not valid UTF-8 "
-            "(Latin-1 or Windows-1252, perhaps); save it as UTF-8 and add it again."
-        ) from None
-    if not text.strip():
-        raise SourceError(f"{name} is empty.")
-    return text
-
-
-def check_url(url: str | None) -> str | None:
-    """A source's url, checked: ``http(s)://`` and no spaces."""
-    if url is None or not url.strip():
-        return None
-    url = url.strip()
-    if not _URL.match(url):
-        raise SourceError("The url must start with http:// or https:// and contain no spaces.")
-    return url
-
-
-def default_title(title: str | None, filename: str | None, text: str) -> str:
-    """The title given, else the file's name, else the text's first line; one line of at most 100 characters."""
-    chosen = " ".join((title or filename or text.strip().split("\n", 1)[0]).split()) or "untitled"
-    return chosen if len(chosen) <= TITLE_CHARS else chosen[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-def metadata_for(title: str, url: str | None, author: str, created_at: float) -> tuple[tuple[str, str], ...]:
-    """A source's metadata lines: title, url (when it has one), author, date (``YYYY-MM-DD``, UTC)."""
-    date = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d")
-    lines = [("title", title)] + ([("url", url)] if url else []) + [("author", author), ("date", date)]
-    return tuple(lines)
-
-
-def stored_text(source: StoredSource) -> SourceText:
-    """A stored source as the prompt shows it."""
-    return SourceText(metadata_for(source.title, source.url, source.author_name, source.created_at), source.text)
 
 
 # -- fitting -------------------------------------------------------------------------------------------------------

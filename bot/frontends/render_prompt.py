@@ -1,5 +1,4 @@
-"""``render-prompt``: the exact string a conversation (or a set of sources and a question) becomes, for anyone to
-check.
+"""``render-prompt``: the exact string a conversation, a question on sources or a scene becomes, for anyone to check.
 
 The input is a conversation, ``{"system": ..., "messages": [...]}``, or the card's closed-context question,
 ``{"system": ..., "sources": [{"metadata": {key: value}, "text": str}], "instruction": str}``: the sources become

@@ -12,7 +12,8 @@ import asyncio
 import sys
 from typing import TextIO
 
-from bot.core.chat import Author, ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.errors import BotError
 
 CONVERSATION_KEY = "terminal:1"

@@ -11,12 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import AiroborosFormat, ChatTemplateFormat, PromptBuilder
 from bot.core.sanitize import FALLBACK_SPEAKER, is_blank, speaker_label
 from bot.core.settings import ChannelSettings, Place, SettingsError
-from bot.core.sources import SourceError, SourceText, blocks_prompt, decode_text_file
+from bot.core.source_intake import SourceError, decode_text_file
+from bot.core.sources import SourceText, blocks_prompt
 from bot.errors import PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Role, Scope, Store, StoredSettings

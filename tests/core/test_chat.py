@@ -13,7 +13,8 @@ from typing import Literal
 import pytest
 
 from bot.config import Config, GenerationConfig
-from bot.core.chat import Author, ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage
 from bot.errors import BusyError, GenerationError, PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
@@ -221,7 +222,8 @@ CRASH = textwrap.dedent(
     """
     import asyncio, os, sys
     from bot.config import Config, ModelConfig
-    from bot.core.chat import Author, ChatService
+    from bot.core.chat import ChatService
+    from bot.core.chat_prompts import Author
     from bot.inference.loading import load_tokenizer
     from bot.store import Store
     from tests.doubles import ScriptedBackend, scripted_engine

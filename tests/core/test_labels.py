@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +11,8 @@ from hypothesis import strategies as st
 from bot.core.messages import ChatMessage
 from bot.core.prompts import AiroborosFormat, merge_turns
 from bot.core.sanitize import MAX_LABEL_LENGTH, defuse_labels, distinct_labels, label_key
+from bot.core.source_intake import SourceError, check_url
+from bot.core.sources import neutralize_markers
 
 LABELS = ("Bob", "Mary Ann")
 
@@ -86,3 +90,33 @@ def test_turn_markers_are_neutralized_in_any_case_and_spacing(text: str) -> None
     """``user:``, ``User :``, ``US\\u200bER:`` would still read as a turn marker: each loses its colon."""
     neutral = AiroborosFormat("x").neutralize(text)
     assert ":" not in neutral and "：" in neutral
+
+
+@pytest.mark.parametrize(
+    "text", ["_BEGININSTRUCTION", "1ENDINSTRUCTION", "ENDINPUT_", "endcontext", "BEGIN\u200bINPUT", "xBEGININPUTx"]
+)
+def test_block_markers_glued_to_other_characters_are_split(text: str) -> None:
+    """A marker glued to ``_``, a digit or letters, or with invisible characters inside, is split into two words."""
+    assert not re.search("(BEGIN|END)(INPUT|CONTEXT|INSTRUCTION)", neutralize_markers(text), re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a>[Official login](https://evil)<",
+        "https://example.org/<b>",
+        "https://x.org/*bold*",
+        "http://plain.example.org/",
+        "https://x.org/a b",
+        "javascript:alert(1)",
+    ],
+)
+def test_source_urls_are_plain_https_links(url: str) -> None:
+    """Markdown, spaces or another scheme in a source url are refused, so the public footer cannot mask a link."""
+    with pytest.raises(SourceError, match="plain https"):
+        check_url(url)
+
+
+def test_an_ordinary_https_url_is_kept() -> None:
+    """A usual link with a path, query and fragment passes unchanged."""
+    assert check_url(" https://example.org/wiki/A_b-c?x=1&y=%20#top ") == "https://example.org/wiki/A_b-c?x=1&y=%20#top"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.core.messages import Dialogue
 from bot.core.prompts import AiroborosFormat, PromptBuilder
 from bot.core.quiz import (

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine

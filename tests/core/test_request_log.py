@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.core.messages import ChatMessage
 from bot.errors import PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer

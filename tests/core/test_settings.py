@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config, GenerationConfig, ModelConfig
-from bot.core.chat import ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import ChatOptions
 from bot.core.engine import Engine
 from bot.core.settings import PROMPT_ROOM, SYSTEM_PROMPT_LIMIT, ChannelSettings, Place, SettingsError, Source
 from bot.inference.tokenizer import HFTokenizer

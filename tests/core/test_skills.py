@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config
-from bot.core.chat import Author, ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import AiroborosFormat, PromptBuilder
 from bot.core.skills import (

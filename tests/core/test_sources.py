@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig, SkillsConfig
-from bot.core.chat import Author, ChatService
-from bot.core.sources import (
-    SourceError,
-    SourceService,
-    SourceText,
-    blocks_prompt,
-    decode_text_file,
-    split_passages,
-)
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
+from bot.core.source_intake import SourceError, decode_text_file
+from bot.core.sources import SourceService, SourceText, blocks_prompt, split_passages
 from bot.errors import PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Store

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.errors import StoreError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import MessageStatus, Role, Store
-from bot.store import _store as store_module
+from bot.store import _database as database_module
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.store._raw import limit_pages, write_lock_held
 
@@ -30,7 +31,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
-    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 100)  # a busy database fails in 0.1 s, not 5 s
+    monkeypatch.setattr(database_module, "_BUSY_TIMEOUT_MS", 100)  # a busy database fails in 0.1 s, not 5 s
     async with await Store.open(db_path) as store:
         yield store
 

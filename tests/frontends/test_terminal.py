@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from bot.config import Config
-from bot.core.chat import ChatOptions, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import ChatOptions
 from bot.frontends.terminal import run_chat
 from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine

@@ -19,10 +19,11 @@ import torch
 from bot.config import ModelConfig, parse_config
 from bot.errors import ConfigError
 from bot.inference import compiled as compiled_module
+from bot.inference.batch import CACHE_ARGUMENT
 from bot.inference.compiled import CompiledDecoder, batch_bucket, choose_decoder
 from bot.inference.loading import LoadedModel
 from bot.inference.slots import SlotCache
-from bot.inference.worker import CACHE_ARGUMENT, LocalBackend
+from bot.inference.worker import LocalBackend
 from tests.inference._streams import finished, greedy_params, run, start
 
 BACKEND = os.environ.get("AIROBOROS_BOT_TEST_COMPILE_BACKEND", "eager")

@@ -11,10 +11,11 @@ import torch
 from bot.config import ModelConfig
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import PromptBuilder, make_format
+from bot.inference.batch import PREFIX_MIN_TOKENS
 from bot.inference.loading import LoadedModel
 from bot.inference.prefix import common_prefix
 from bot.inference.types import Prompt, SamplingParams
-from bot.inference.worker import PREFIX_MIN_TOKENS, LocalBackend
+from bot.inference.worker import LocalBackend
 from tests.inference._streams import finished, greedy_params, run, start
 
 OPENING = "Here is my story, read it closely: " + "the old lighthouse keeper counted ships at dusk " * 8

@@ -6,7 +6,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.store import Role, Store
-from bot.store import _store as store_module
+from bot.store import _database as database_module
 
 from ._raw import limit_pages, query, write_lock_held
 
@@ -14,7 +14,7 @@ from ._raw import limit_pages, query, write_lock_held
 @pytest.fixture(autouse=True)
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Wait 0.1 s instead of 5 s for another connection's write lock, so a busy database fails fast."""
-    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(database_module, "_BUSY_TIMEOUT_MS", 100)
 
 
 async def test_a_write_while_another_process_holds_the_lock_fails_as_busy(store: Store, db_path: Path) -> None:

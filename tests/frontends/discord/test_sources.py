@@ -76,7 +76,7 @@ async def test_source_add_reads_a_text_file(fake: FakeDiscord, running: Running)
         ({"file": ("big.txt", b"a" * 100_001)}, "at most 100.0 kB"),
         ({}, "Give the source's text or attach a text file"),
         ({"text": "typed", "file": ("a.txt", b"file")}, "Give the source's text or attach a text file"),
-        ({"text": "typed", "url": "not a url"}, "http://"),
+        ({"text": "typed", "url": "not a url"}, "https://"),
     ],
 )
 async def test_source_add_refuses_bad_input_clearly(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import MessageStatus, Role
-from bot.store import _store as store_module
+from bot.store import _database as database_module
 from tests.doubles import ScriptedBackend
 from tests.fakediscord import FakeDiscord, Permission
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
@@ -22,7 +22,7 @@ BUSY = "⚠️ The database is busy, so it could not"
 @pytest.fixture(autouse=True)
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """A busy database fails after 0.1 s instead of 5 s (set before the bot opens its store)."""
-    monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(database_module, "_BUSY_TIMEOUT_MS", 100)
 
 
 async def stored(running: Running, thread_id: int) -> list[tuple[Role, str, MessageStatus]]:

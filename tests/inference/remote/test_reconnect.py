@@ -9,7 +9,8 @@ import pytest
 from yarl import URL
 
 from bot.config import Config
-from bot.core.chat import Author, ChatService
+from bot.core.chat import ChatService
+from bot.core.chat_prompts import Author
 from bot.core.engine import Engine
 from bot.errors import GenerationError
 from bot.inference.remote import OpenAIBackend

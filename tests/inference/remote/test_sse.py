@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.inference.remote import OpenAIBackend, ServerSentEvent, SSEDecoder
+from bot.inference.completions import ServerSentEvent, SSEDecoder
+from bot.inference.remote import OpenAIBackend
 from bot.inference.types import Prompt, SamplingParams
 from tests.inference.remote._fake_vllm import DONE, FakeVLLM, Reply, token, usage
 from tests.inference.remote._util import collect, text_of
