@@ -141,14 +141,16 @@ class Store(Database):
         token_count: int | None = None,
         status: MessageStatus | None = None,
         external_ids: Sequence[int] | None = None,
+        author_name: str | None = None,
     ) -> bool:
         """Change a stored message in place (an edit, a finished or regenerated reply); False if it is gone.
 
-        ``external_ids``, when given, replace the message's links.
+        ``external_ids``, when given, replace the message's links; ``author_name`` renames its author (a proxy).
         """
         assignments: list[str] = []
         values: list[object] = []
-        for column, value in (("content", content), ("token_count", token_count), ("status", status)):
+        changes = (("content", content), ("token_count", token_count), ("status", status), ("author_name", author_name))
+        for column, value in changes:
             if value is not None:
                 assignments.append(f"{column} = ?")
                 values.append(value.value if isinstance(value, MessageStatus) else value)

@@ -408,6 +408,19 @@ class FakeDiscord:
         """Someone (another integration, a moderator) makes a webhook in a text channel; 15 at most per channel."""
         return self._state.create_webhook(self._state.channel(channel_id), name, creator)
 
+    async def post_as_webhook(
+        self, webhook: FakeWebhook, channel_id: int | str, content: str, *, username: str | None = None
+    ) -> dict[str, Any]:
+        """Another bot (PluralKit, Tupperbox) posts through its webhook under ``username`` (MESSAGE_CREATE)."""
+        channel = self._state.channel(channel_id)
+        body: dict[str, Any] = {"content": content} | ({"username": username} if username else {})
+        with self._state.collect_dispatches() as written:
+            message = self._state.create_message(
+                channel, FakeUser(webhook.id, webhook.name, bot=True), body, webhook=webhook
+            )
+        await self._flush(written)
+        return self._state.message_dict(message)
+
     def delete_webhook(self, webhook_id: int | str) -> None:
         """A moderator deletes a channel webhook; its messages stay, later calls with it get 404 Unknown Webhook."""
         self._state.delete_webhook(int(webhook_id))

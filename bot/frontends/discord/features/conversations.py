@@ -59,6 +59,7 @@ class Conversations(commands.Cog):
         self.chat = services.chat
         self.replies = services.replies
         self.access = services.access
+        self.proxies = services.proxies
         self.adopted: set[int] = set()
         """Threads the bot did not create but was mentioned in: conversations too."""
         self.closing = False
@@ -258,8 +259,16 @@ class Conversations(commands.Cog):
 
     async def _deleted(self, message_ids: list[int]) -> None:
         for message_id in message_ids:
-            if not self.replies.deleted(message_id) and await self.chat.forget(message_id):
+            if self.replies.deleted(message_id):
+                continue  # the bot's own deletion
+            if self.proxies.holds(message_id):  # maybe a proxy bot (PluralKit) taking the message over
+                self.replies.spawn(self._forget_unless_reposted(message_id))
+            elif await self.chat.forget(message_id):
                 _log.info("Message %d was deleted; it left its conversation's history", message_id)
+
+    async def _forget_unless_reposted(self, message_id: int) -> None:
+        if not await self.proxies.wait_for_repost(message_id) and await self.chat.forget(message_id):
+            _log.info("Message %d was deleted; it left its conversation's history", message_id)
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:

@@ -56,6 +56,7 @@ from bot.core.scenes import Scene, summary_request
 from bot.core.script import first_speaker
 from bot.core.turn_order import cast_mode
 from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.frontends.discord.app.proxies import Sent
 from bot.frontends.discord.features.scenes.cast import (
     SceneError,
     avatar_file,
@@ -75,6 +76,8 @@ from bot.store import Role, SceneMember, StoredCharacter, StoredScene
 
 _log = logging.getLogger(__name__)
 
+PROXY_STORE_WAIT = 30.0
+"""Seconds a proxy bot's repost waits for the person's message to be stored (it is, unless the store fails)."""
 MODE_TEXTS = {
     "model": "the model chooses who speaks (several characters a turn)",
     "addressed": "one character answers: the one you name, else the one heard least recently",
@@ -96,6 +99,7 @@ class Scenes(commands.Cog):
         self.store = self.chat.store
         self.replies = replies = services.replies
         self.access = services.access
+        self.proxies = services.proxies
         self.stage = Stage(self.chat, replies, CharacterVoice(replies.throttles))
         self.active: set[int] = set()
         """Threads whose scene is going on (ended scenes' threads stay claimed but get no answer)."""
@@ -267,7 +271,12 @@ class Scenes(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         """Every person's message in a going scene is a turn; the characters answer it."""
         channel = message.channel
-        if message.author.bot or channel.id not in self.active or not isinstance(channel, discord.Thread):
+        if channel.id not in self.active or not isinstance(channel, discord.Thread):
+            return
+        if message.webhook_id is not None and not self.stage.voice.owns(message.webhook_id):
+            await self._proxied(message, channel)  # PluralKit, Tupperbox: a person's line under another name
+            return
+        if message.author.bot:
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
@@ -279,7 +288,26 @@ class Scenes(commands.Cog):
             return  # refused: silence (past the rate limit: one short reply per wait)
         # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
         author = Author(message.author.id, message.author.display_name)
-        await self._play(channel, author, content, message, external_id=message.id, replied_to=_replied_to(message))
+        sent = self.proxies.sent(message)
+        await self._play(
+            channel, author, content, message, external_id=message.id, replied_to=_replied_to(message), sent=sent
+        )
+
+    async def _proxied(self, message: discord.Message, thread: discord.Thread) -> None:
+        """A proxy bot reposted a person's line: the stored line becomes the repost, the person goes by its name."""
+        sent = self.proxies.reposted(message)
+        if sent is None:
+            return  # another bot's post, not a person's line: not part of the scene
+        name = human_name(message.author.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sent.stored.wait(), PROXY_STORE_WAIT)  # the repost can beat the store
+        stored = await self.store.message_by_external_id(sent.message_id)
+        if stored is not None:
+            await self.store.update_message(
+                stored.id, content=message.content.strip(), author_name=name, external_ids=[message.id]
+            )
+        await self.store.scenes.rename_human(thread.id, sent.author_id, name)
+        _log.info("A proxy bot reposted message %d in scene %d as %s", sent.message_id, thread.id, message.id)
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
@@ -301,6 +329,7 @@ class Scenes(commands.Cog):
         external_id: int | None = None,
         nudge: str | None = None,
         replied_to: str | None = None,
+        sent: Sent | None = None,
     ) -> bool:
         """Store ``content`` (if any) and let the characters answer; every failure is reported to ``source``.
 
@@ -321,6 +350,8 @@ class Scenes(commands.Cog):
                 channel_id=thread.id,
                 dialogue=turn.dialogue,
             ) as reply:
+                if sent is not None:
+                    sent.stored.set()
                 if reply is not None:
                     await turn.perform(reply)
         except (BusyError, PromptError, DiscordRefusal, GenerationError) as error:
