@@ -21,6 +21,7 @@ import discord
 
 from bot.core.chat import Author, ChatService, Reply
 from bot.errors import BotError, BusyError, DeliveryError, GenerationError, PromptError, StoreError
+from bot.frontends.discord.app.access import RateLimited
 from bot.frontends.discord.ui.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_THREAD,
@@ -173,7 +174,9 @@ class Replies:
                     await _delivered(self._show(reply, target, conversation, author.id, shown))
         except (BusyError, PromptError, DiscordRefusal) as error:
             stored = isinstance(error, BusyError) and isinstance(key, str)
-            await report(source, error, returned=None if stored or interaction is None else content)
+            if not (isinstance(error, RateLimited) and error.repeated and interaction is None):
+                # A message past the rate limit is told once per wait, as at the gate (Access.admit).
+                await report(source, error, returned=None if stored or interaction is None else content)
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
         except DeliveryError as error:
