@@ -1,4 +1,4 @@
-"""Per-person limits in the core: one cap across variants, every model call metered."""
+"""Per-person limits in the core: one cap across variants, every model call metered, shared conversations kept."""
 
 from __future__ import annotations
 
@@ -96,3 +96,36 @@ async def test_a_refused_model_call_is_not_counted(chat: ChatService, backends: 
     with pytest.raises(BusyError, match="too fast"):
         await judge_guess(chat, ALICE, BOTTLE, "a jar", ChatOptions())
     assert backends["qlora"].prompts == []
+
+
+async def conversation_of_two(chat: ChatService) -> None:
+    """Alice starts ``thread:1``; Bob writes in it too."""
+    for author, text in ((ALICE, "Hi, I'm Alice."), (BOB, "And I'm Bob.")):
+        async with chat.respond("thread:1", author, text) as reply:
+            assert reply is not None
+            async for _ in reply.deltas():
+                pass
+
+
+async def test_someone_else_cannot_reset_a_history_others_wrote_in(chat: ChatService) -> None:
+    """Bob's reset of Alice's conversation that he wrote in too forgets nothing (None: refused)."""
+    await conversation_of_two(chat)
+    assert await chat.reset("thread:1", by=BOB.id) is None
+    assert len(await chat.history_of("thread:1")) == 4
+
+
+async def test_the_person_who_started_a_conversation_may_reset_it(chat: ChatService) -> None:
+    """Alice started the conversation: her reset forgets everyone's messages."""
+    await conversation_of_two(chat)
+    assert await chat.reset("thread:1", by=ALICE.id) == 4
+    assert await chat.history_of("thread:1") == []
+
+
+async def test_an_edit_into_invisible_text_is_not_taken(chat: ChatService) -> None:
+    """A message edited into zero-width characters keeps its stored text (the model never reads a blank turn)."""
+    async with chat.respond("thread:1", ALICE, "A real question.", external_id=500) as reply:
+        assert reply is not None
+        async for _ in reply.deltas():
+            pass
+    assert not await chat.edit(500, "\u200b\u200d \u2060")
+    assert (await chat.history_of("thread:1"))[0].content == "A real question."

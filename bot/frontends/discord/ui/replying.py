@@ -40,6 +40,7 @@ SHUTDOWN_GRACE = 10.0
 """Seconds a shutdown waits for the replies in flight to be stored and shown."""
 HANDLED_MEMORY = 4096
 """Message ids remembered as handled: enough for any redelivery (minutes apart at most), bounded in memory."""
+REDO_REFUSED = "Only the person who asked, or a moderator, can regenerate or continue this reply."
 
 
 @dataclass(slots=True)
@@ -335,6 +336,9 @@ class Replies:
         if action == "stop":
             await self._stop(interaction, message, key, owner)
             return
+        if not _may_redo(interaction, owner):
+            await report(interaction, DiscordRefusal(REDO_REFUSED))
+            return
         if key is None:
             await report(interaction, DiscordRefusal("This conversation is no longer available."))
             return
@@ -418,6 +422,11 @@ async def _say_cut(interaction: discord.Interaction[Any], error: discord.HTTPExc
         await interaction.followup.send(f"⚠️ {cut}", ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException:
         _log.warning("Could not tell the user that a reply was cut short", exc_info=True)
+
+
+def _may_redo(interaction: discord.Interaction[Any], owner: int) -> bool:
+    """Regenerate and Continue: the person who asked, anyone in a DM (nobody else is there), or Manage Messages."""
+    return interaction.user.id == owner or interaction.guild_id is None or interaction.permissions.manage_messages
 
 
 def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:
