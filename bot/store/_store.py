@@ -228,6 +228,16 @@ class Store(Database):
         async with self._use("delete the message", write=True) as db:
             await db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
+    async def authors(self, conversation_id: int) -> set[int]:
+        """The people who wrote in the conversation: the authors of its users' messages."""
+        async with self._use("load the conversation's authors") as db:
+            rows = await db.execute_fetchall(
+                "SELECT DISTINCT author_id FROM messages WHERE conversation_id = ? AND role = ?"
+                " AND author_id IS NOT NULL",
+                (conversation_id, Role.USER.value),
+            )
+        return {int(row[0]) for row in rows}
+
     async def reset_conversation(self, conversation_id: int) -> int:
         """Delete every message of the conversation (keeping the conversation) and return how many there were."""
         async with self._use("reset the conversation", write=True) as db:

@@ -61,6 +61,7 @@ class AiroborosBot(commands.AutoShardedBot):
         self.chat = chat
         self.access = Access(chat.engine.config.access)
         """The one access gate ([access]): commands, buttons and messages all pass it."""
+        chat.engine.admission.meter = self.access  # every model call, whatever asked for it, counts against the limit
         self.settings = settings
         self.replies = Replies(chat)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
