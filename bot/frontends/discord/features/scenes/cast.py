@@ -9,6 +9,7 @@ import time
 
 import discord
 
+from bot.core.card_prompt import scene_character as card_character
 from bot.core.scenes import MAX_NAME_LENGTH, SceneCharacter
 from bot.errors import BotError
 from bot.frontends.discord.ui.spoken import Speaker
@@ -28,9 +29,8 @@ class SceneError(BotError):
 
 
 def scene_character(character: StoredCharacter) -> SceneCharacter:
-    """The sheet's line for a stored character: its description, then its personality and speaking style."""
-    parts = [character.description.strip(), character.personality.strip(), character.speaking_style.strip()]
-    return SceneCharacter(character.name, " ".join(part for part in parts if part) or "a character.")
+    """The sheet's character for a stored one, with its card's fields (:func:`bot.core.card_prompt.scene_character`)."""
+    return card_character(character)
 
 
 def human_name(display_name: str) -> str:

@@ -54,6 +54,7 @@ from bot.core.chat import Author
 from bot.core.messages import ChatMessage
 from bot.core.scenes import Scene, summary_request
 from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.frontends.discord.features.scenes.cards import check_fit, check_joining
 from bot.frontends.discord.features.scenes.cast import (
     SceneError,
     avatar_file,
@@ -63,6 +64,7 @@ from bot.frontends.discord.features.scenes.cast import (
     split_names,
     split_rules,
 )
+from bot.frontends.discord.features.scenes.greetings import open_with_greetings
 from bot.frontends.discord.features.scenes.turn import Stage, Turn
 from bot.frontends.discord.services import DiscordBot, Services
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
@@ -132,6 +134,10 @@ class Scenes(commands.Cog):
         author = Author(interaction.user.id, interaction.user.display_name)
         # Checked before anything is posted: names with a colon, a person named like a character, ...
         Scene(tuple(scene_character(c) for c in cast), (human_name(author.name),), setting, split_rules(rules))
+        people = [human_name(author.name)]  # and the cast's cards must fit the model's window
+        await check_fit(
+            self.chat, cast, people, setting, split_rules(rules), guild_id=interaction.guild_id, channel_id=channel.id
+        )
         files = [file for file in (avatar_file(c) for c in cast) if file is not None]
         names = ", ".join(f"**{c.name}**" for c in cast)
         echo_text = short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
@@ -158,6 +164,8 @@ class Scenes(commands.Cog):
         self.replies.claimed.add(thread.id)
         self.active.add(thread.id)
         await interaction.edit_original_response(content=f"Your scene is in {thread.mention}.")
+        if await open_with_greetings(self.stage, thread, author, cast, interaction):
+            return  # every card has a greeting: they open the scene
         await self._play(thread, author, None, interaction)
 
     @scene.command(name="nudge")
@@ -180,6 +188,7 @@ class Scenes(commands.Cog):
         found = (await self._cast(scene.guild_id, [character]))[0]
         if any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is already in this scene.")
+        await check_joining(self.chat, scene, found, channel_id=thread.id)
         file = avatar_file(found)
         try:
             posted = await thread.send(

@@ -13,9 +13,10 @@ import discord
 
 from bot.core.chat import ChatOptions, ChatService, Reply
 from bot.core.messages import ChatMessage, Dialogue
-from bot.core.scenes import Scene, scene_dialogue
+from bot.core.scenes import Scene
 from bot.core.script import Say, ScriptEvent, ScriptParser, script_text
 from bot.errors import BotError, PromptError
+from bot.frontends.discord.features.scenes.cards import card_dialogue
 from bot.frontends.discord.features.scenes.cast import Avatars, human_name, scene_character
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, refusal
 from bot.frontends.discord.ui.rendering import STOPPED_MARK
@@ -106,7 +107,7 @@ class Turn:
         if self.nudge is not None:
             # The prompt ends "ASSISTANT: Yoda:" (after the last script, if the model spoke last): Yoda speaks next.
             turns.append(ChatMessage("assistant", f"{self.nudge}:"))
-        built = scene_dialogue(self.scene, turns, system=options.system)
+        built = card_dialogue(self.stage.chat, self.scene, [c for c, _ in self.cast.values()], turns, options)
         return dataclasses.replace(built, continue_last=self.nudge is not None)
 
     async def perform(self, reply: Reply) -> None:
