@@ -3,7 +3,8 @@
 What is filled, with a case-insensitive search (Character Card V1 spec, "In prompts sent to the AI"; V3 "Curly Braced
 Syntaxes"; SillyTavern's ``evaluateMacros``):
 
-- ``{{char}}``, ``<BOT>``, ``<CHAR>``: the character's name;
+- ``{{char}}``, ``<BOT>``, ``<CHAR>``: the character's name (a V3 card's ``nickname`` is kept but not used: the
+  model's lines are read by the name, so the prompt keeps to it);
 - ``{{user}}``, ``<USER>``: the person the character addresses, or the scene's people joined by "and"
   (:func:`user_name`; a default name when there is nobody yet, as the V1 spec asks);
 - ``{{original}}`` (``system_prompt`` and ``post_history_instructions`` only, V2 spec): the system prompt the card's

@@ -90,3 +90,12 @@ async def test_show_gives_the_creators_notes_and_the_size(fake: FakeDiscord, run
     fields = {field["name"]: field["value"] for field in shown["embeds"][0]["fields"]}
     assert fields["Creator's notes"] == card_object("mira_v2.json")["data"]["creator_notes"]
     assert fields["Size in the model's window"].startswith("Size: ")
+
+
+async def test_show_fills_the_cards_macros_for_the_reader(fake: FakeDiscord, running: Running) -> None:
+    """{{char}} and <USER> in the card read as Mira and the person who asked."""
+    await answered(await fake.invoke_slash("character import", {"file": ("mira.json", card_file("mira_v2.json"))}))
+    shown = await answered(await fake.invoke_slash("character show", {"name": "Mira"}, user=fake.bob))
+    (embed,) = shown["embeds"]
+    assert embed["description"].startswith("Mira is the keeper of the Lantern Inn")
+    assert {field["name"]: field["value"] for field in embed["fields"]}["Personality"] == "warm, sly, protective of Bob"

@@ -1,5 +1,5 @@
 """What ``/character`` tells about a card beyond its fields: its size in the model's window, its creator's notes,
-and what was cut at import.
+and what was cut at import; and the card's text as a message shows it, macros filled for the person reading.
 
 Sizes are measured with the default model's tokenizer (:func:`bot.core.card_prompt.card_size`) against the window a
 prompt has (the context window less ``[generation] max_new_tokens``), so a person sees before ``/scene start``
@@ -8,6 +8,7 @@ whether two long cards can share a scene.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import discord
@@ -59,6 +60,20 @@ def trimmed_text(trimmed: Mapping[str, int], character: StoredCharacter) -> str:
     if not parts:
         return ""
     return f"Trimmed at import: {'; '.join(parts)} (Discord's edit form holds {FIELD_MAX_CHARS:,})."
+
+
+def shown_to(character: StoredCharacter, viewer: str) -> StoredCharacter:
+    """``character`` with the macros of its description, personality and speaking style filled for ``viewer``."""
+
+    def filled(text: str) -> str:
+        return fill_macros(text, char=character.name, user=viewer)
+
+    return dataclasses.replace(
+        character,
+        description=filled(character.description),
+        personality=filled(character.personality),
+        speaking_style=filled(character.speaking_style),
+    )
 
 
 def add_card_fields(embed: discord.Embed, chat: ChatService, character: StoredCharacter, viewer: str) -> None:

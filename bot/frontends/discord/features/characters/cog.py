@@ -36,7 +36,7 @@ from bot.core.cards import (
     image_type,
     parse_card,
 )
-from bot.frontends.discord.features.characters.card_notes import add_card_fields, size_text, trimmed_text
+from bot.frontends.discord.features.characters.card_notes import add_card_fields, shown_to, size_text, trimmed_text
 from bot.frontends.discord.features.characters.editor import CharacterModal, EditorView
 from bot.frontends.discord.services import DiscordBot, Services
 from bot.frontends.discord.ui.feedback import DiscordRefusal
@@ -245,7 +245,7 @@ class Characters(commands.Cog):
         if found.avatar is not None and found.avatar_type is not None:
             filename = f"avatar.{IMAGE_TYPES.get(found.avatar_type, 'png')}"
             files.append(discord.File(io.BytesIO(found.avatar), filename))
-        embed = character_embed(found, filename)
+        embed = character_embed(shown_to(found, interaction.user.display_name), filename)
         add_card_fields(embed, self.chat, found, interaction.user.display_name)
         await interaction.edit_original_response(embed=embed, attachments=files)
 
