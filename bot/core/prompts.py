@@ -13,6 +13,12 @@ token ids, and all other text is tokenized with special-token strings kept as pl
 A user typing ``</s>`` therefore cannot end a turn. For ``airoboros``, whose turn markers
 are plain text, ``USER:`` and ``ASSISTANT:`` inside a message are written with a
 full-width colon (U+FF1A) so they cannot forge a turn either.
+
+The token budget (:meth:`PromptBuilder.build`) keeps, highest priority first: the pinned messages (a scene's sheet
+with its lorebook entries, chosen sources) and the last turn, always whole; the other turns, newest first, dropped
+oldest first in chunks; a character card's example dialogue (``Dialogue.examples``), kept only while every turn fits
+with it and dropped first, its last block first. Each drop of an example block changes the prompt's start, so the
+next turn prefills the prompt again instead of reusing its cached prefix.
 """
 
 from __future__ import annotations
