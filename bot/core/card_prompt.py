@@ -90,22 +90,23 @@ def split_examples(mes_example: str) -> tuple[str, ...]:
     return tuple(block for block in cleaned if block)
 
 
-def card_fields(extra: Mapping[str, Any], speaking_style: str = "") -> CardFields:
+def card_fields(extra: Mapping[str, Any]) -> CardFields:
     """The card fields kept in a stored character's ``extra``.
 
-    A ``mes_example`` equal to ``speaking_style`` is the copy our own export makes of a speaking style (for tools
-    that know no speaking style): it is not example dialogue.
+    A ``mes_example`` equal to the card's ``extensions.airoboros_bot.speaking_style`` is the copy our own export
+    makes of a speaking style (for tools that know none): it is not example dialogue.
     """
     extensions = extra.get("extensions")
     ours = extensions.get(EXTENSION_KEY) if isinstance(extensions, Mapping) else None
     trimmed = ours.get(TRIMMED_KEY) if isinstance(ours, Mapping) else None
+    style = ours.get("speaking_style") if isinstance(ours, Mapping) else None
     mes_example = _text(extra, "mes_example")
     return CardFields(
         scenario=_text(extra, "scenario"),
         first_mes=_text(extra, "first_mes"),
         alternate_greetings=tuple(text for text in _texts(extra, "alternate_greetings") if text),
         group_only_greetings=tuple(text for text in _texts(extra, "group_only_greetings") if text),
-        examples=() if mes_example == speaking_style.strip() else split_examples(mes_example),
+        examples=() if isinstance(style, str) and mes_example == style.strip() else split_examples(mes_example),
         system_prompt=_text(extra, "system_prompt"),
         post_history_instructions=_text(extra, "post_history_instructions"),
         creator_notes=_text(extra, "creator_notes"),
@@ -122,7 +123,7 @@ def scene_character(character: StoredCharacter) -> SceneCharacter:
     """The sheet's character for a stored one: its description, personality and speaking style on its line, and
     the card's scenario, examples and instructions beside."""
     parts = [character.description.strip(), character.personality.strip(), character.speaking_style.strip()]
-    fields = card_fields(character.extra, character.speaking_style)
+    fields = card_fields(character.extra)
     return SceneCharacter(
         character.name,
         " ".join(part for part in parts if part) or "a character.",

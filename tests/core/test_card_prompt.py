@@ -201,8 +201,9 @@ def test_examples_are_cut_at_each_start_marker() -> None:
 
 
 def test_our_exports_speaking_style_copy_is_not_taken_for_examples() -> None:
-    """A mes_example equal to the speaking style is our export's copy of it: no examples."""
-    assert card_fields({"mes_example": "Terse."}, "Terse.").examples == ()
+    """A mes_example equal to the speaking style our export carried is that export's copy of it: no examples."""
+    ours = {"extensions": {"airoboros_bot": {"speaking_style": "Terse."}}}
+    assert card_fields({"mes_example": "Terse.", **ours}).examples == ()
     assert card_fields({"mes_example": "Terse."}).examples == ("Terse.",)
 
 

@@ -31,7 +31,7 @@ def size_text(chat: ChatService, character: StoredCharacter) -> str:
     builder = chat.engine.variant().builder
     config = chat.engine.config
     reply = config.generation.max_new_tokens
-    lorebook = card_fields(character.extra, character.speaking_style).lorebook
+    lorebook = card_fields(character.extra).lorebook
     size = card_size(
         scene_character(character),
         lorebook,
@@ -79,7 +79,7 @@ def shown_to(character: StoredCharacter, viewer: str) -> StoredCharacter:
 def add_card_fields(embed: discord.Embed, chat: ChatService, character: StoredCharacter, viewer: str) -> None:
     """Add the creator's notes (macros filled for ``viewer``), the size and any trim to ``/character show``'s embed,
     each shortened to what Discord's limits leave."""
-    fields = card_fields(character.extra, character.speaking_style)
+    fields = card_fields(character.extra)
     notes = fill_macros(fields.creator_notes, char=character.name, user=viewer)
     for name, value in (
         ("Size in the model's window", size_text(chat, character)),

@@ -19,7 +19,7 @@ from bot.store import StoredCharacter, StoredScene
 
 
 def _books(cast: Sequence[StoredCharacter]) -> list[Lorebook | None]:
-    return [card_fields(c.extra, c.speaking_style).lorebook for c in cast]
+    return [card_fields(c.extra).lorebook for c in cast]
 
 
 async def check_fit(

@@ -37,7 +37,7 @@ async def open_with_greetings(
     reported to ``source`` (the command's interaction) and the scene stays open, without an opening.
     """
     user, group = human_name(starter.name), len(cast) > 1
-    opening = [greetings(card_fields(c.extra, c.speaking_style), char=c.name, user=user, group=group) for c in cast]
+    opening = [greetings(card_fields(c.extra), char=c.name, user=user, group=group) for c in cast]
     if not all(opening):
         return False
     key = f"thread:{thread.id}"
