@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -57,22 +56,27 @@ from bot.core.script import first_speaker
 from bot.core.turn_order import cast_mode
 from bot.errors import BotError, BusyError, GenerationError, PromptError
 from bot.frontends.discord.app.proxies import Sent
+from bot.frontends.discord.features.scenes.cards import check_fit, check_joining
 from bot.frontends.discord.features.scenes.cast import (
     SceneError,
     avatar_file,
+    cast_member,
+    find_cast,
     human_name,
     scene_character,
+    scene_here,
     short,
     split_names,
     split_rules,
 )
+from bot.frontends.discord.features.scenes.greetings import open_with_greetings
 from bot.frontends.discord.features.scenes.turn import Stage, Turn
 from bot.frontends.discord.services import DiscordBot, Services
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
 from bot.frontends.discord.ui.rendering import thread_name
 from bot.frontends.discord.ui.views import SceneAction
 from bot.frontends.discord.ui.voices import CharacterVoice
-from bot.store import Role, SceneMember, StoredCharacter, StoredScene
+from bot.store import Role, SceneMember, StoredScene
 
 _log = logging.getLogger(__name__)
 
@@ -141,10 +145,14 @@ class Scenes(commands.Cog):
         if not isinstance(channel, discord.TextChannel):
             raise SceneError("Use /scene start in a text channel: the scene opens a thread there.")
         require(interaction.app_permissions, TO_OPEN_A_THREAD)
-        cast = await self._cast(interaction.guild_id, split_names(characters))
+        cast = await find_cast(self.store, interaction.guild_id, split_names(characters))
         author = Author(interaction.user.id, interaction.user.display_name)
         # Checked before anything is posted: names with a colon, a person named like a character, ...
         Scene(tuple(scene_character(c) for c in cast), (human_name(author.name),), setting, split_rules(rules))
+        people = [human_name(author.name)]  # and the cast's cards must fit the model's window
+        await check_fit(
+            self.chat, cast, people, setting, split_rules(rules), guild_id=interaction.guild_id, channel_id=channel.id
+        )
         files = [file for file in (avatar_file(c) for c in cast) if file is not None]
         names = ", ".join(f"**{c.name}**" for c in cast)
         echo_text = short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
@@ -171,6 +179,8 @@ class Scenes(commands.Cog):
         self.replies.claimed.add(thread.id)
         self.active.add(thread.id)
         await interaction.edit_original_response(content=f"Your scene is in {thread.mention}.")
+        if await open_with_greetings(self.stage, thread, author, cast, interaction):
+            return  # every card has a greeting: they open the scene
         await self._play(thread, author, None, interaction)
 
     @scene.command(name="nudge")
@@ -178,8 +188,8 @@ class Scenes(commands.Cog):
     async def nudge_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Make a character of this scene speak next."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, _ = await self._here(interaction)
-        found = await self._member(interaction, character)
+        thread, _ = await scene_here(self.store, interaction)
+        found = await cast_member(self.store, interaction, character)
         author = Author(interaction.user.id, interaction.user.display_name)
         if await self._play(thread, author, None, interaction, nudge=found.name):
             await interaction.edit_original_response(content=f"{found.name} spoke.")
@@ -192,7 +202,7 @@ class Scenes(commands.Cog):
     async def mode_command(self, interaction: discord.Interaction[Any], mode: str) -> None:
         """Choose who speaks next in this scene when nobody is addressed."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, _ = await self._here(interaction, directing=True)
+        thread, _ = await scene_here(self.store, interaction, directing=True)
         await self.store.scenes.set_mode(thread.id, cast_mode(mode))
         await interaction.edit_original_response(content=f"From now on: {MODE_TEXTS[cast_mode(mode)]}.")
 
@@ -201,10 +211,11 @@ class Scenes(commands.Cog):
     async def add_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Bring another character into this scene."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, scene = await self._here(interaction, directing=True)
-        found = (await self._cast(scene.guild_id, [character]))[0]
+        thread, scene = await scene_here(self.store, interaction, directing=True)
+        found = (await find_cast(self.store, scene.guild_id, [character]))[0]
         if any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is already in this scene.")
+        await check_joining(self.chat, scene, found, channel_id=thread.id)
         file = avatar_file(found)
         try:
             posted = await thread.send(
@@ -222,8 +233,8 @@ class Scenes(commands.Cog):
     async def remove_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Take a character out of this scene."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, scene = await self._here(interaction, directing=True)
-        found = await self._member(interaction, character)
+        thread, scene = await scene_here(self.store, interaction, directing=True)
+        found = await cast_member(self.store, interaction, character)
         if len(scene.cast) <= 1:
             raise SceneError(f"{found.name} is the last character of the scene; end it with /scene end instead.")
         await self.store.scenes.remove_character(thread.id, found.id)
@@ -237,7 +248,7 @@ class Scenes(commands.Cog):
     async def end_command(self, interaction: discord.Interaction[Any]) -> None:
         """End this scene: the model sums it up and the thread is archived."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, stored = await self._here(interaction, directing=True)
+        thread, stored = await scene_here(self.store, interaction, directing=True)
         if not await self.store.scenes.end(thread.id):
             raise SceneError("This scene has already ended.")
         self.active.discard(thread.id)
@@ -436,52 +447,6 @@ class Scenes(commands.Cog):
         options = await self.chat.options_for(thread.guild.id, thread.id)
         async with self.chat.generate(author, [ChatMessage("user", summary_request(scene, transcript))], options) as r:
             return "".join([delta async for delta in r.deltas()]).strip()
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    async def _here(
-        self, interaction: discord.Interaction[Any], *, directing: bool = False
-    ) -> tuple[discord.Thread, StoredScene]:
-        """The going scene of the thread the command was used in.
-
-        ``directing`` (``/scene add|remove|end``): only the scene's starter, the thread's owner or someone with
-        Manage Threads may change the cast or end it; anyone in the thread may play and nudge.
-        """
-        channel = interaction.channel
-        scene = await self.store.scenes.get(channel.id) if isinstance(channel, discord.Thread) else None
-        if scene is None or not isinstance(channel, discord.Thread):
-            raise SceneError("Use this command inside a scene's thread (start one with /scene start).")
-        if not scene.active:
-            raise SceneError("This scene has ended; start a new one with /scene start.")
-        stewards = (scene.creator_id, channel.owner_id)
-        if directing and interaction.user.id not in stewards and not interaction.permissions.manage_threads:
-            raise SceneError("Only the person who started this scene, or someone with Manage Threads, can do that.")
-        return channel, scene
-
-    async def _cast(self, guild_id: int, names: Sequence[str]) -> list[StoredCharacter]:
-        """The server's characters of these names; an unknown name gets the list of the server's characters."""
-        if not names:
-            raise SceneError("Name at least one character (see /character list).")
-        found = {name: await self.store.characters.get(guild_id, name) for name in names}
-        missing = [name for name, character in found.items() if character is None]
-        if missing:
-            known = [c.name for c in await self.store.characters.list(guild_id)]
-            which = ", ".join(f"“{name[:80]}”" for name in missing)
-            listing = (
-                f"This server's characters: {', '.join(known)}."
-                if known
-                else "This server has no characters yet: create one with /character create."
-            )
-            raise SceneError(short(f"No character named {which} here. {listing}", 1900))
-        return [character for character in found.values() if character is not None]
-
-    async def _member(self, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
-        """A character of this scene's cast, by name."""
-        _, scene = await self._here(interaction)
-        found = (await self._cast(scene.guild_id, [name]))[0]
-        if not any(member.character_id == found.id for member in scene.cast):
-            raise SceneError(f"{found.name} is not in this scene; bring them in with /scene add.")
-        return found
 
 
 def _replied_to(message: discord.Message) -> str | None:
