@@ -171,6 +171,10 @@ class FakeDiscord:
         """Create a text channel (``nsfw``: age-restricted)."""
         return self._state.add_text_channel(guild, name, nsfw=nsfw)
 
+    def add_forum_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
+        """Create a forum channel: its threads are posts, each opened with a message."""
+        return self._state.add_text_channel(guild, name, type=ChannelType.GUILD_FORUM)
+
     def add_user(self, username: str, display_name: str | None = None) -> FakeUser:
         """Create a user in no guild (someone who can only DM the bot)."""
         return self._state.add_user(username, display_name)

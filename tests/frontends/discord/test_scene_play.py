@@ -232,3 +232,24 @@ async def test_a_recent_line_deleted_with_no_repost_leaves_the_history(
     while await running.store.message_by_external_id(int(sent["id"])) is not None:
         assert asyncio.get_running_loop().time() < deadline, "the deleted line stayed in the history"
         await asyncio.sleep(0.05)
+
+
+async def test_a_scene_starts_as_a_post_in_a_forum(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """``forum:`` opens the scene as a post there; the characters speak in it and people play on as anywhere."""
+    await cast(running)
+    forum = fake.add_forum_channel(fake.guild, "campaigns")
+    backend.script = lambda prompt: OPENING
+    options = {"characters": "Yoda, Homer", "setting": "A cafe on the moon.", "forum": forum.id}
+    handle = await fake.invoke_slash("scene start", options)
+    await handle.wait_original(lambda m: "Your scene is in" in m["content"])
+    (thread,) = fake.threads
+    assert thread.parent_id == forum.id
+    assert "starts a scene with **Yoda**, **Homer**" in fake.message(thread.id)["content"]  # the post's message
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"'])
+    await stored(fake, thread.id)
+    backend.script = lambda prompt: 'Homer: "Moon grapes!"'
+    await fake.send_message(thread.id, fake.alice, "Nice post.")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Moon grapes!"'])
+    assert {webhook.channel_id for webhook in fake.webhooks} == {forum.id}

@@ -72,7 +72,15 @@ from bot.frontends.discord.features.scenes.cast import (
 from bot.frontends.discord.features.scenes.greetings import open_with_greetings
 from bot.frontends.discord.features.scenes.turn import Stage, Turn
 from bot.frontends.discord.services import DiscordBot, Services
-from bot.frontends.discord.ui.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
+from bot.frontends.discord.ui.feedback import (
+    NO_MENTIONS,
+    TO_OPEN_A_THREAD,
+    TO_POST_IN_A_FORUM,
+    DiscordRefusal,
+    refusal,
+    report,
+    require,
+)
 from bot.frontends.discord.ui.rendering import thread_name
 from bot.frontends.discord.ui.views import SceneAction
 from bot.frontends.discord.ui.voices import CharacterVoice
@@ -130,6 +138,7 @@ class Scenes(commands.Cog):
         characters="The server's characters who take part, separated by commas (see /character list)",
         setting="Where and what the scene is about",
         rules="Your own rules, separated by semicolons (default: the model card's rules)",
+        forum="A forum to start the scene in, as a new post (default: a thread in this channel)",
     )
     async def start_command(
         self,
@@ -137,14 +146,19 @@ class Scenes(commands.Cog):
         characters: app_commands.Range[str, 1, 500],
         setting: app_commands.Range[str, 1, 1000],
         rules: app_commands.Range[str, 1, 1000] | None = None,
+        forum: discord.ForumChannel | None = None,
     ) -> None:
-        """Start a roleplay scene in a new thread; the characters open it."""
+        """Start a roleplay scene in a new thread (or forum post); the characters open it."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None  # the group is guild-only
-        channel = interaction.channel
-        if not isinstance(channel, discord.TextChannel):
-            raise SceneError("Use /scene start in a text channel: the scene opens a thread there.")
-        require(interaction.app_permissions, TO_OPEN_A_THREAD)
+        channel = forum or interaction.channel
+        if isinstance(channel, discord.ForumChannel):
+            me = channel.guild.me
+            require(channel.permissions_for(me) if me is not None else interaction.app_permissions, TO_POST_IN_A_FORUM)
+        elif isinstance(channel, discord.TextChannel):
+            require(interaction.app_permissions, TO_OPEN_A_THREAD)
+        else:
+            raise SceneError("Use /scene start in a text channel (the scene opens a thread there), or pick a forum.")
         cast = await find_cast(self.store, interaction.guild_id, split_names(characters))
         author = Author(interaction.user.id, interaction.user.display_name)
         # Checked before anything is posted: names with a colon, a person named like a character, ...
@@ -156,17 +170,8 @@ class Scenes(commands.Cog):
         files = [file for file in (avatar_file(c) for c in cast) if file is not None]
         names = ", ".join(f"**{c.name}**" for c in cast)
         echo_text = short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
-        try:
-            echo = await channel.send(echo_text, files=files, allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException as error:
-            raise refusal(error, "start a scene") from error
-        try:
-            thread = await echo.create_thread(name=thread_name(setting))
-        except discord.HTTPException as error:
-            with contextlib.suppress(discord.HTTPException):
-                await echo.delete()
-            raise refusal(error, "open a thread") from error
-        avatars = echo.id if files else None
+        thread, echo_id = await _open_scene(channel, echo_text, files, thread_name(setting))
+        avatars = echo_id if files else None
         await self.store.scenes.create(
             thread_id=thread.id,
             guild_id=interaction.guild_id,
@@ -447,6 +452,32 @@ class Scenes(commands.Cog):
         options = await self.chat.options_for(thread.guild.id, thread.id)
         async with self.chat.generate(author, [ChatMessage("user", summary_request(scene, transcript))], options) as r:
             return "".join([delta async for delta in r.deltas()]).strip()
+
+
+async def _open_scene(
+    channel: discord.TextChannel | discord.ForumChannel, text: str, files: list[discord.File], name: str
+) -> tuple[discord.Thread, int]:
+    """The scene's thread, opened from a message saying who starts it (in a forum: a post with that message).
+
+    Returns the thread and that message's id (the message holds the cast's uploaded avatars).
+    """
+    if isinstance(channel, discord.ForumChannel):
+        try:
+            post = await channel.create_thread(name=name, content=text, files=files, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            raise refusal(error, "start a scene in this forum") from error
+        return post.thread, post.message.id
+    try:
+        echo = await channel.send(text, files=files, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException as error:
+        raise refusal(error, "start a scene") from error
+    try:
+        thread = await echo.create_thread(name=name)
+    except discord.HTTPException as error:
+        with contextlib.suppress(discord.HTTPException):
+            await echo.delete()
+        raise refusal(error, "open a thread") from error
+    return thread, echo.id
 
 
 def _replied_to(message: discord.Message) -> str | None:
