@@ -19,6 +19,7 @@ from bot.frontends.discord.feedback import report
 from bot.frontends.discord.privacy import ForgetButton, Privacy
 from bot.frontends.discord.quiz import QuizButton, QuizCog
 from bot.frontends.discord.ratelimit import GlobalRateLimit
+from bot.frontends.discord.rendering import ChannelThrottles
 from bot.frontends.discord.replying import Replies
 from bot.frontends.discord.scenes import Scenes
 from bot.frontends.discord.settings import SettingsCommands
@@ -51,8 +52,15 @@ class AiroborosBot(commands.AutoShardedBot):
     """The bot (sharded automatically for many guilds): commands and messages live in cogs; resources are passed in."""
 
     def __init__(
-        self, *, chat: ChatService, settings: DiscordConfig, metrics: Metrics | None = None, **options: Any
+        self,
+        *,
+        chat: ChatService,
+        settings: DiscordConfig,
+        metrics: Metrics | None = None,
+        throttles: ChannelThrottles | None = None,
+        **options: Any,
     ) -> None:
+        """``throttles``: the pace of edits (default: Discord's edit budget); tests pass shorter periods."""
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
         rate_limit = GlobalRateLimit(
             settings.requests_per_second, on_rate_limited=None if metrics is None else metrics.rate_limited
@@ -70,7 +78,7 @@ class AiroborosBot(commands.AutoShardedBot):
         self.access = Access(chat.engine.config.access)
         """The one access gate ([access]): commands, buttons and messages all pass it."""
         self.settings = settings
-        self.replies = Replies(chat)
+        self.replies = Replies(chat, throttles)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
 
     async def setup_hook(self) -> None:
