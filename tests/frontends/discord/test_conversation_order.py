@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord import rendering
 from bot.frontends.discord.rendering import RESTART_MARK
 from bot.store import MessageStatus, Role, Store
 from tests.doubles import ScriptedBackend, scripted_engine
@@ -274,10 +273,11 @@ async def test_deleting_the_thread_stops_the_reply_and_forgets_the_conversation(
 
 
 async def test_queue_positions_are_edited_only_when_they_change_and_not_too_often(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend, monkeypatch: pytest.MonkeyPatch
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
     """Waiting placeholders are edited at most once per period, with positions that only go down."""
-    monkeypatch.setattr(rendering, "QUEUE_EDIT_PERIOD", 2.5)  # well above the reply's own 1 edit a second
+    period = 0.5  # well above a reply's own edit pace, and twice the time a reply takes
+    running.bot.replies.throttles.queue_period = period
     running.chat.engine.variant().scheduler.max_running = 1
     backend.script = lambda prompt: " ".join(f"w{i}" for i in range(8))
     backend.delay = 0.03  # each reply takes ~0.25 s: the queue moves four times a second
@@ -294,4 +294,4 @@ async def test_queue_positions_are_edited_only_when_they_change_and_not_too_ofte
         positions = [int(e["content"].split("#")[1]) for e in queued]
         assert positions == sorted(positions, reverse=True) and len(set(positions)) == len(positions)
         times = [e["at"] for e in queued]
-        assert all(later - earlier >= 2.4 for earlier, later in itertools.pairwise(times))
+        assert all(later - earlier >= 0.9 * period for earlier, later in itertools.pairwise(times))
