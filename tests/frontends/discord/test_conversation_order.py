@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from tests.frontends.discord._helpers import (
     final_reply,
     first_thread,
     long_reply_streaming,
+    settled,
 )
 from tests.frontends.discord.conftest import Running, run_bot
 
@@ -49,7 +49,7 @@ async def test_people_posting_while_a_reply_streams_are_answered_once_in_discord
     backend.script = lambda prompt: "Hello both."
     backend.delay = 0.0
     await fake.wait_for(lambda: bot_messages(fake, thread.id)[-1]["content"] == "Hello both." or None, timeout=30)
-    await asyncio.sleep(1.0)  # nothing else may follow
+    await settled(fake, running.bot)  # nothing else follows
     assert len(backend.prompts) == 2
     assert len(bot_messages(fake, thread.id)) == 2
     assert "Bob: Bob here." in backend.prompts[-1].text and "Carol: Carol here." in backend.prompts[-1].text
@@ -111,7 +111,7 @@ async def test_a_double_continue_stores_the_continuation_once(
     await fake.click_button(reply["id"], custom_id, user=fake.alice)
     await fake.click_button(reply["id"], custom_id, user=fake.alice)
     await final_reply(fake, thread.id, count=2)
-    await asyncio.sleep(0.5)
+    await settled(fake, running.bot)
     assert len(bot_messages(fake, thread.id)) == 2
     history = await stored(running.store, thread.id)
     assert history[-1] == (Role.ASSISTANT, "Hello there, friend. and then more.", MessageStatus.OK)
@@ -256,7 +256,7 @@ async def test_deleting_a_streaming_reply_stops_the_model_at_once(
     thread, placeholder = await long_reply_streaming(fake, backend)
     await fake.delete_message_as(placeholder["id"])
     await eventually(lambda: backend.active == 0, timeout=1)
-    await asyncio.sleep(0.5)
+    await settled(fake, running.bot)
     assert await stored(running.store, thread.id) == [(Role.USER, "Talk for a long time.", MessageStatus.OK)]
     assert bot_messages(fake, thread.id) == []
 
@@ -268,7 +268,7 @@ async def test_deleting_the_thread_stops_the_reply_and_forgets_the_conversation(
     thread, _ = await long_reply_streaming(fake, backend)
     await fake.delete_thread(thread.id)
     await eventually(lambda: backend.active == 0, timeout=1)
-    await asyncio.sleep(0.3)
+    await settled(fake, running.bot)
     assert await running.store.get_conversation(f"thread:{thread.id}") is None
 
 

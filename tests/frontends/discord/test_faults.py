@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -16,7 +15,7 @@ from bot.config import Config
 from bot.store import MessageStatus, Role
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
-from tests.frontends.discord._helpers import bot_messages, chat, eventually, final_reply, first_thread
+from tests.frontends.discord._helpers import bot_messages, chat, eventually, final_reply, first_thread, settled
 from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
@@ -260,7 +259,7 @@ async def test_a_resumed_gateway_loses_and_doubles_no_reply(
         await fake.send_message(thread.id, fake.alice, "And another thing.")
     await fake.wait_for(lambda: fake.sessions[0].connection, timeout=10)
     messages = await final_reply(fake, thread.id, count=2)
-    await asyncio.sleep(0.5)  # room for a doubled reply to show up
+    await settled(fake, running.bot)  # a doubled reply would show by now
     assert [m["content"] for m in bot_messages(fake, thread.id)] == [words(40), words(20, tag="v")]
     assert (len(fake.sessions), len(fake.threads)) == (1, 1)  # resumed, and no interaction replayed twice
     assert every_message(tmp_path, thread.id) == [
@@ -283,7 +282,7 @@ async def test_a_full_reconnect_keeps_the_reply_in_flight_and_answers_the_gap_on
         await fake.send_message(thread.id, fake.alice, "Lost in the gap.")
     await fake.wait_for(lambda: len(fake.sessions) == 2 and fake.sessions[1].ready, timeout=10)
     await final_reply(fake, thread.id, count=2)
-    await asyncio.sleep(0.5)  # room for a doubled reply to show up
+    await settled(fake, running.bot)  # a doubled reply would show by now
     assert [m["content"] for m in bot_messages(fake, thread.id)] == [words(40), words(20, tag="v")]
     assert every_message(tmp_path, thread.id) == [
         ("user", "ok", "Talk for a while."),
