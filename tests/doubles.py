@@ -1,4 +1,4 @@
-"""Test doubles at the inference seam: a scripted backend with the real tokenizer behind it."""
+"""Test doubles at the inference seam: a scripted backend with the real tokenizer behind it, and what serves it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
 
 from bot.config import Config
+from bot.core.chat import ChatService
 from bot.core.engine import Engine
 from bot.errors import GenerationError
 from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams, Tokenizer
+from bot.store import Store
 
 Script = Callable[[Prompt], str]
 
@@ -79,3 +81,9 @@ def scripted_variants(config: Config, backends: Mapping[str, ScriptedBackend]) -
     return Engine(
         config, {name: Engine._wrap(config.model(name), backend, config) for name, backend in backends.items()}
     )
+
+
+def scripted_chat(store: Store, backend: ScriptedBackend, config: Config | None = None) -> ChatService:
+    """A :class:`ChatService` on ``store`` whose model is ``backend`` (the default variant of ``config``)."""
+    config = config or Config()
+    return ChatService(store, scripted_engine(config, backend), config.generation)
