@@ -209,15 +209,13 @@ CRASH = textwrap.dedent(
     import asyncio, os, sys
     from bot.config import Config, ModelConfig
     from bot.core.chat import Author, ChatService
-    from bot.inference.loading import load_tokenizer
     from bot.store import Store
-    from tests.doubles import ScriptedBackend, scripted_engine
+    from tests.doubles import ScriptedBackend, WordTokenizer, scripted_engine
 
     async def main():
-        tokenizer, _ = load_tokenizer(ModelConfig(name="smollm2"))
-        config = Config()
+        config = Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros")])
         store = await Store.open(sys.argv[1])
-        backend = ScriptedBackend(tokenizer, lambda p: "a b c d")
+        backend = ScriptedBackend(WordTokenizer(), lambda p: "a b c d")
         chat = ChatService(store, scripted_engine(config, backend), config.generation)
         async with chat.respond("thread:1", Author(1, "Alice"), "survive me") as reply:
             print(reply.stored.id, flush=True)
