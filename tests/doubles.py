@@ -1,16 +1,41 @@
-"""Test doubles at the inference seam: a scripted backend with the real tokenizer behind it."""
+"""Test doubles at the inference seam: a scripted backend with the real tokenizer behind it, and what serves it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 from bot.config import Config
+from bot.core.chat import ChatService
 from bot.core.engine import Engine
-from bot.errors import BusyError, GenerationError
+from bot.errors import BusyError, GenerationError, PromptError
 from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams, Tokenizer
+from bot.store import Store
 
 Script = Callable[[Prompt], str]
+
+
+class WordTokenizer:
+    """A tokenizer with no model behind it (nothing to import or load): one id per word, ``<s>``/``</s>`` special.
+
+    For tests where the tokens do not matter, in a process of their own; it has no chat template, so it serves the
+    ``airoboros`` prompt format only.
+    """
+
+    special_tokens = frozenset({"<s>", "</s>"})
+
+    @property
+    def bos_token_ids(self) -> list[int]:
+        return [1]
+
+    def special_token_id(self, token: str) -> int:
+        return {"<s>": 1, "</s>": 2}[token]
+
+    def encode_plain(self, text: str) -> list[int]:
+        return [3 + len(word) for word in text.split()]
+
+    def render_chat_template(self, messages: Sequence[dict[str, str]], *, continue_final_message: bool) -> str:
+        raise PromptError("WordTokenizer has no chat template: use the airoboros prompt format")
 
 
 class ScriptedBackend:
@@ -97,3 +122,9 @@ class RecordingMeter:
     def refund(self, user: str) -> None:
         self.refunds.append(user)
         self.counted[user] -= 1
+
+
+def scripted_chat(store: Store, backend: ScriptedBackend, config: Config | None = None) -> ChatService:
+    """A :class:`ChatService` on ``store`` whose model is ``backend`` (the default variant of ``config``)."""
+    config = config or Config()
+    return ChatService(store, scripted_engine(config, backend), config.generation)

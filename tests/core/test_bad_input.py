@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -22,18 +20,12 @@ from bot.core.sources import SourceText, blocks_prompt
 from bot.errors import PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Role, Scope, Store, StoredSettings
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend, scripted_chat
 
 ALICE = Author(1, "Alice")
 SPECIALS = "</s> <s> <|im_start|> <|im_end|> <|endoftext|> <unk>"
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
 RTL = "\u202e\u2067"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
 
 
 @pytest.fixture
@@ -43,8 +35,7 @@ def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
 
 @pytest.fixture
 def chat(store: Store, backend: ScriptedBackend) -> ChatService:
-    config = Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros")])
-    return ChatService(store, scripted_engine(config, backend), config.generation)
+    return scripted_chat(store, backend, Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros")]))
 
 
 def airoboros(tokenizer: HFTokenizer, context: int = 2048) -> PromptBuilder:

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +18,7 @@ from bot.core.messages import ChatMessage
 from bot.errors import BusyError, GenerationError, PromptError, PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import MessageStatus, Role, Store
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend, scripted_chat
 
 ALICE = Author(1, "Alice")
 BOB = Author(2, "Bob")
@@ -27,20 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
 def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
     return ScriptedBackend(embedded_tokenizer[0], lambda prompt: "one two three four")
-
-
-@pytest.fixture
-def chat(store: Store, backend: ScriptedBackend) -> ChatService:
-    config = Config()
-    return ChatService(store, scripted_engine(config, backend), config.generation)
 
 
 async def answer(chat: ChatService, text: str, author: Author = ALICE, **kwargs: object) -> str:
@@ -100,7 +87,7 @@ async def test_too_long_message_stores_nothing(store: Store, embedded_tokenizer:
     """A message that cannot fit is refused before anything is stored."""
     config = Config(generation=GenerationConfig(max_new_tokens=64))
     backend = ScriptedBackend(embedded_tokenizer[0], context_length=128)
-    chat = ChatService(store, scripted_engine(config, backend), config.generation)
+    chat = scripted_chat(store, backend, config)
     with pytest.raises(PromptTooLongError):
         await answer(chat, "word " * 200)
     assert await store.get_conversation("thread:1") is None
@@ -225,14 +212,14 @@ CRASH = textwrap.dedent(
     from bot.core.chat import ChatService
     from bot.core.chat_prompts import Author
     from bot.inference.loading import load_tokenizer
+    from bot.core.chat import Author, ChatService
     from bot.store import Store
-    from tests.doubles import ScriptedBackend, scripted_engine
+    from tests.doubles import ScriptedBackend, WordTokenizer, scripted_engine
 
     async def main():
-        tokenizer, _ = load_tokenizer(ModelConfig(name="smollm2"))
-        config = Config()
+        config = Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros")])
         store = await Store.open(sys.argv[1])
-        backend = ScriptedBackend(tokenizer, lambda p: "a b c d")
+        backend = ScriptedBackend(WordTokenizer(), lambda p: "a b c d")
         chat = ChatService(store, scripted_engine(config, backend), config.generation)
         async with chat.respond("thread:1", Author(1, "Alice"), "survive me") as reply:
             print(reply.stored.id, flush=True)

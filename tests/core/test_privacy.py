@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.config import Config
-from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author
 from bot.core.privacy import (
     ExportTooLargeError,
@@ -22,19 +18,13 @@ from bot.core.privacy import (
 )
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import MessageStatus, Role, Store, StoredMessage
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend, scripted_chat
 
 NOON = 1_704_196_800.0  # 2024-01-02 12:00:00 UTC
 MESSAGES = [
     StoredMessage(1, 7, Role.USER, "Hi *there*", 42, "Alice", 3, MessageStatus.OK, NOON),
     StoredMessage(2, 7, Role.ASSISTANT, "Hello, “Alice”.", None, None, 4, MessageStatus.PARTIAL, NOON + 61),
 ]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
 
 
 def test_json_export_is_exact() -> None:
@@ -93,8 +83,7 @@ async def test_forget_waits_for_the_running_reply_and_deletes_it(
 ) -> None:
     """Forgetting waits for the user's reply in flight to be stored, then deletes it with their message."""
     backend = ScriptedBackend(embedded_tokenizer[0], lambda prompt: "one two three four five six", delay=0.05)
-    config = Config()
-    chat = ChatService(store, scripted_engine(config, backend), config.generation)
+    chat = scripted_chat(store, backend)
     started = asyncio.Event()
 
     async def ask() -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.config import AIROBOROS_SYSTEM_PROMPT, Config
+from bot.config import AIROBOROS_SYSTEM_PROMPT
 from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author
 from bot.core.messages import Dialogue
@@ -25,8 +23,7 @@ from bot.core.quiz import (
     write_question,
 )
 from bot.inference.tokenizer import HFTokenizer
-from bot.store import Store
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend
 
 ALICE = Author(1, "Alice")
 PLUTO = (
@@ -115,13 +112,6 @@ def test_malformed_replies_say_what_is_missing(text: str, problem: str) -> None:
 @pytest.fixture
 def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
     return ScriptedBackend(embedded_tokenizer[0], delay=0.0)
-
-
-@pytest.fixture
-async def chat(tmp_path: Path, backend: ScriptedBackend) -> AsyncIterator[ChatService]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        config = Config()
-        yield ChatService(store, scripted_engine(config, backend), config.generation)
 
 
 async def test_an_unusable_reply_is_asked_for_again(chat: ChatService, backend: ScriptedBackend) -> None:

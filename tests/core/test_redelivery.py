@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.config import Config
 from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author
 from bot.inference.tokenizer import HFTokenizer
-from bot.store import Store
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend
 
 ALICE = Author(1, "Alice")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
 def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
     return ScriptedBackend(embedded_tokenizer[0], lambda prompt: "one two three")
-
-
-@pytest.fixture
-def chat(store: Store, backend: ScriptedBackend) -> ChatService:
-    config = Config()
-    return ChatService(store, scripted_engine(config, backend), config.generation)
 
 
 async def ask(chat: ChatService, key: str, external_id: int) -> str | None:

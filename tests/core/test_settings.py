@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from bot.config import Config, GenerationConfig, ModelConfig
@@ -21,12 +18,6 @@ IN_CHANNEL = Place(GUILD, CHANNEL)
 IN_THREAD = Place(GUILD, THREAD, parent_id=CHANNEL)
 SMALL_WINDOW = 600
 """The "small" variant's window: it leaves SMALL_WINDOW - PROMPT_ROOM tokens for a reply, below the cap of 512."""
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from bot.config import AIROBOROS_SYSTEM_PROMPT, Config
+from bot.config import AIROBOROS_SYSTEM_PROMPT
 from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage, Dialogue
@@ -34,8 +33,7 @@ from bot.core.skills import (
 )
 from bot.inference.tokenizer import HFTokenizer
 from bot.inference.types import Prompt
-from bot.store import Store
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend
 
 ALICE = Author(1, "Alice")
 PYTHON = LANGUAGES["python"]
@@ -44,20 +42,8 @@ PIANO = "What has keys but can't open locks?"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
 def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
     return ScriptedBackend(embedded_tokenizer[0], delay=0.0)
-
-
-@pytest.fixture
-def chat(store: Store, backend: ScriptedBackend) -> ChatService:
-    config = Config()
-    return ChatService(store, scripted_engine(config, backend), config.generation)
 
 
 def replies(*texts: str) -> Callable[[Prompt], str]:

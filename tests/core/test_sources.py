@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig, SkillsConfig
-from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author
 from bot.core.source_intake import SourceError, decode_text_file
 from bot.core.sources import SourceService, SourceText, blocks_prompt, split_passages
 from bot.errors import PromptTooLongError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import Store
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend, scripted_chat
 
 ALICE = Author(1, "Alice")
 BOB = Author(2, "Bob")
@@ -26,20 +22,13 @@ CARD_SOURCE = SourceText(
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "bot.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
 def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
     return ScriptedBackend(embedded_tokenizer[0], lambda prompt: "Blueberries are now green.", delay=0)
 
 
 @pytest.fixture
 def service(store: Store, backend: ScriptedBackend) -> SourceService:
-    config = Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros")])
-    chat = ChatService(store, scripted_engine(config, backend), config.generation)
+    chat = scripted_chat(store, backend, Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros")]))
     return SourceService(chat, SkillsConfig(source_max_bytes=5000))
 
 

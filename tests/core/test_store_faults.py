@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config
 from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author
 from bot.errors import StoreError
 from bot.inference.tokenizer import HFTokenizer
 from bot.store import MessageStatus, Role, Store
 from bot.store import _database as database_module
-from tests.doubles import ScriptedBackend, scripted_engine
+from tests.doubles import ScriptedBackend
 from tests.store._raw import limit_pages, write_lock_held
 
 ALICE = Author(1, "Alice")
@@ -39,12 +38,6 @@ async def store(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
 @pytest.fixture
 def backend(embedded_tokenizer: tuple[HFTokenizer, int]) -> ScriptedBackend:
     return ScriptedBackend(embedded_tokenizer[0], lambda prompt: "one two three four", delay=0.0)
-
-
-@pytest.fixture
-def chat(store: Store, backend: ScriptedBackend) -> ChatService:
-    config = Config()
-    return ChatService(store, scripted_engine(config, backend), config.generation)
 
 
 async def answer(chat: ChatService, text: str) -> str:

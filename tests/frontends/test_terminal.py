@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bot.__main__ import main
 from bot.config import Config
 from bot.core.chat import ChatService
 from bot.core.chat_prompts import ChatOptions
@@ -37,20 +40,15 @@ def test_piped_prompts_get_one_answer_each() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
-    """A --model-path that does not exist ends with one line and no traceback."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "chat", "--model-path", str(tmp_path / "nope")],
-        input="hi\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_missing_model_path_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --model-path that does not exist ends with one line and no traceback (the command run in this process)."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    assert main(["chat", "--model-path", str(tmp_path / "nope")]) == 1
+    stderr = capsys.readouterr().err
+    assert "does not exist" in stderr
+    assert "Traceback" not in stderr
 
 
 async def test_interactive_multi_line_reset_and_exit(embedded_tokenizer: tuple[object, int]) -> None:

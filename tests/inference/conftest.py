@@ -1,13 +1,9 @@
-"""The real embedded model, loaded once per session, and a fresh worker around it per test.
-
-Converted models are kept in ``$AIROBOROS_BOT_CACHE`` (default ``~/.cache/airoboros-bot``),
-the bot's own cache folder, so only the first run pays for the GGUF conversion.
-"""
+"""Around the real embedded model (loaded once per session: tests/conftest.py): prompts, references, a fresh worker
+per test."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,29 +14,11 @@ import torch
 from bot.config import ModelConfig
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.prompts import PromptBuilder, make_format
-from bot.inference.loading import LoadedModel, load_model, resolve_model_path
+from bot.inference.loading import LoadedModel, load_model
 from bot.inference.types import Prompt
 from bot.inference.worker import LocalBackend
 from tests.inference._seam import SeamModel
 from tests.inference._streams import REFERENCE_TOKENS, Expected, expected_from
-
-
-@pytest.fixture(scope="session")
-def model_cache() -> Path:
-    """Where converted models live between runs."""
-    return Path(os.environ.get("AIROBOROS_BOT_CACHE", "~/.cache/airoboros-bot")).expanduser()
-
-
-@pytest.fixture(scope="session")
-def embedded(model_cache: Path) -> LoadedModel:
-    """The embedded SmolLM2-135M-Instruct in float32 on the CPU."""
-    return load_model(ModelConfig(name="smollm2"), device="cpu", dtype="float32", cache_dir=model_cache)
-
-
-@pytest.fixture(scope="session")
-def converted_folder(embedded: LoadedModel, model_cache: Path) -> Path:
-    """The safetensors folder the embedded GGUF was converted to."""
-    return resolve_model_path(ModelConfig(name="smollm2"), model_cache)
 
 
 @pytest.fixture(scope="session")
@@ -111,24 +89,3 @@ async def seam_backend(
 def nf4(model_cache: Path) -> LoadedModel:
     """The embedded model quantized to 4-bit nf4 with bitsandbytes."""
     return load_model(ModelConfig(name="nf4", load_4bit=True), device="cpu", dtype="float32", cache_dir=model_cache)
-
-
-@pytest.fixture(scope="session")
-def lora_adapter(converted_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA adapter for the embedded model with random (non-zero) weights, saved the way PEFT saves it."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(str(converted_folder), dtype=torch.float32)
-    torch.manual_seed(0)
-    adapted = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    folder = tmp_path_factory.mktemp("lora")
-    adapted.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def nf4_lora(model_cache: Path, lora_adapter: Path) -> LoadedModel:
-    """The nf4 embedded model with the LoRA adapter applied through PEFT (the QLoRA layout)."""
-    variant = ModelConfig(name="qlora", load_4bit=True, adapter=str(lora_adapter))
-    return load_model(variant, device="cpu", dtype="float32", cache_dir=model_cache)

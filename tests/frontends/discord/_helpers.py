@@ -7,8 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import discord
+
 from tests.doubles import ScriptedBackend
 from tests.fakediscord import FakeDiscord
+
+DISCORD_HANDLERS = ("discord.py: ", "CommandTree-invoker", "discord-ui-view-dispatch-", "discord-ui-dynamic-item-")
+"""How discord.py names the tasks that run event listeners, slash commands and buttons."""
 
 
 async def chat(fake: FakeDiscord, prompt: str, **kwargs: Any) -> Any:
@@ -68,3 +73,22 @@ async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> Non
     while not condition():
         assert time.monotonic() < deadline, "the condition did not hold in time"
         await asyncio.sleep(0.01)
+
+
+async def settled(fake: FakeDiscord, bot: discord.Client, timeout: float = 10) -> None:  # noqa: ASYNC109
+    """Wait until the bot has done all it will do for now: it read every gateway event the fake sent, and none of
+    its listeners, commands, buttons or background tasks (replies, catch-up, refusals) is running.
+
+    A test that checks that something does *not* happen (a doubled reply, a refused message answered) waits for this
+    rather than giving the bot some time on the clock.
+    """
+    replies = getattr(bot, "replies", None)
+
+    def idle() -> bool:
+        session = fake.sessions[-1]
+        if session.invalid or bot._get_websocket(shard_id=0).sequence != session.seq:
+            return False  # events still on their way (or a new session still starting)
+        running = [t for t in asyncio.all_tasks() if not t.done() and t.get_name().startswith(DISCORD_HANDLERS)]
+        return not running and not (replies is not None and replies._tasks)
+
+    await eventually(idle, timeout)

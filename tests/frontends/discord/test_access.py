@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from bot.frontends.discord.app.access import BLOCKED, NO_ROLE, OTHER_CHANNEL, SC
 from bot.store import Scope, StoredSettings
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, FakeUser, Permission
-from tests.frontends.discord._helpers import bot_messages, chat, eventually, final_reply, first_thread
+from tests.frontends.discord._helpers import bot_messages, chat, eventually, final_reply, first_thread, settled
 from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,11 +37,6 @@ async def refusal(handle: Any) -> str:
     callback = await handle.wait_callback(timeout=10)
     assert (callback["type"], callback["data"]["flags"] & 64) == (4, 64)
     return str(callback["data"]["content"])
-
-
-async def quiet(fake: FakeDiscord, seconds: float = 0.5) -> None:
-    """Give the bot time to do something it should not do."""
-    await asyncio.sleep(seconds)
 
 
 async def stored_contents(running: Running, thread_id: int) -> list[str]:
@@ -74,7 +68,7 @@ async def test_a_blocked_users_thread_messages_get_silence_and_are_not_stored(
         await final_reply(fake, thread.id)
         await fake.send_message(thread.id, fake.bob, "let me in")
         await fake.send_message(fake.channel.id, fake.bob, "and here?", mentions_bot=True)
-        await quiet(fake)
+        await settled(fake, running.bot)
         assert len(bot_messages(fake, thread.id)) == 1 and len(fake.threads) == 1
         assert "let me in" not in await stored_contents(running, thread.id)
         assert len(backend.prompts) == 1
@@ -128,7 +122,7 @@ async def test_dms_can_be_turned_off(fake: FakeDiscord, backend: ScriptedBackend
     dm = fake.dm_channel(fake.alice)
     async with serving(fake, backend, tmp_path, allow_dms=False) as running:
         await fake.send_message(dm.id, fake.alice, "hello")
-        await quiet(fake)
+        await settled(fake, running.bot)
         assert bot_messages(fake, dm.id) == [] and backend.prompts == []
         assert await running.store.get_conversation(f"dm:{dm.id}") is None
 
@@ -176,7 +170,7 @@ async def test_messages_past_the_rate_limit_get_one_reply_per_wait(
         await fake.send_message(thread.id, fake.alice, "three")
         told = await fake.wait_for(lambda: bot_messages(fake, thread.id)[2:] or None)
         await fake.send_message(thread.id, fake.alice, "four")
-        await quiet(fake)
+        await settled(fake, running.bot)
         assert [m["content"] for m in bot_messages(fake, thread.id)[2:]] == [told[0]["content"]]
         assert TOO_FAST.fullmatch(told[0]["content"])
         assert not {"three", "four"} & set(await stored_contents(running, thread.id))
@@ -223,7 +217,7 @@ async def test_a_blocked_users_line_in_a_scene_gets_silence(
         thread = await first_thread(fake)
         await eventually(lambda: len(backend.prompts) == 1 and not running.chat.replying(f"thread:{thread.id}"), 10)
         await fake.send_message(thread.id, fake.bob, "let me in")
-        await quiet(fake, 1.0)
+        await settled(fake, running.bot)
         assert len(backend.prompts) == 1
         assert "let me in" not in await stored_contents(running, thread.id)
 
@@ -254,7 +248,7 @@ async def test_a_thread_the_bot_neither_made_nor_was_mentioned_in_is_left_alone(
     """A message in someone else's thread, without a mention, gets no answer and nothing is stored."""
     thread = await fake.start_thread_as(fake.alice, fake.channel.id, "Alice's own thread")
     await fake.send_message(thread.id, fake.alice, "just us humans here")
-    await quiet(fake)
+    await settled(fake, running.bot)
     assert bot_messages(fake, thread.id) == [] and backend.prompts == []
     assert await running.store.get_conversation(f"thread:{thread.id}") is None
 

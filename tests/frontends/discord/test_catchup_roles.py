@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from bot.config import AccessConfig, Config
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, Permission
-from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
+from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread, settled
 from tests.frontends.discord.conftest import run_bot
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,13 +45,13 @@ async def test_a_missed_message_from_someone_without_the_role_is_still_refused(
     role = fake.add_role(fake.guild, "AI users", Permission.EVERYONE)
     fake.guild.members[fake.bob.id].role_ids.append(role.id)
     engine = scripted_engine(Config(access=AccessConfig(allowed_roles=[role.id])), backend)
-    async with run_bot(fake, engine, tmp_path / "bot.sqlite3"):
+    async with run_bot(fake, engine, tmp_path / "bot.sqlite3") as running:
         await chat(fake, "Hello", user=fake.bob)
         thread = await first_thread(fake)
         await final_reply(fake, thread.id)
         async with fake.gateway_outage(4009):
             await fake.send_message(thread.id, fake.alice, "Let me in.")
         await fake.wait_for(lambda: fake.requests_to("GET", MEMBER_LOOKUP) or None, timeout=20)
-        await asyncio.sleep(1.0)  # room for a reply that should not come
+        await settled(fake, running.bot)  # a reply that should not come would have come by now
         assert len(bot_messages(fake, thread.id)) == 1
         assert len(backend.prompts) == 1

@@ -23,7 +23,7 @@ from bot.store import VoteChoice, VoteCount
 from tests.doubles import ScriptedBackend, scripted_variants
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord._helpers import bot_messages
-from tests.frontends.discord.conftest import Running, run_bot
+from tests.frontends.discord.conftest import MESSAGE_WINDOW, PACE, Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,6 +101,7 @@ async def test_both_answers_stream_side_by_side_and_end_with_their_footers(
     fake: FakeDiscord, compared: Running, qlora: ScriptedBackend, full: ScriptedBackend
 ) -> None:
     """One message, one embed per variant, both streaming; the end shows each whole text and its footer."""
+    qlora.delay = full.delay = PACE / 5  # words come faster than the message may be edited: the edits are paced
     handle = await compare(fake, "Tell me a joke.")
     callback = await handle.wait_callback()
     assert (callback["type"], callback["data"]["flags"] & 64) == (5, 64)  # acknowledged first, privately
@@ -116,7 +117,7 @@ async def test_both_answers_stream_side_by_side_and_end_with_their_footers(
     partial = [d for version in streamed for d in version if d and d not in (QLORA_TEXT, FULL_TEXT)]
     assert any(QLORA_TEXT.startswith(d) for d in partial)  # the answers streamed, not only their ends
     assert any(FULL_TEXT.startswith(d) for d in partial)
-    assert fake.max_edits_within(0.99, fake.channel.id, message["id"]) <= 1
+    assert fake.max_edits_within(MESSAGE_WINDOW, fake.channel.id, message["id"]) <= 1
     assert bot_messages(fake, fake.channel.id) == [message]  # the private "thinking…" answer is gone
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from bot.config import Config, GenerationConfig, ModelConfig
 from bot.core.engine import Engine
-from bot.inference.loading import load_model, resolve_model_path
+from bot.inference.loading import LoadedModel
 from bot.inference.worker import LocalBackend
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord.conftest import run_bot
@@ -22,33 +20,15 @@ pytestmark = pytest.mark.timeout(90)  # loading and quantizing the tiny model on
 TOKENS = 10
 
 
-@pytest.fixture(scope="module")
-def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA adapter with random, non-zero weights for the embedded model, saved as PEFT saves it."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    cache = Path(os.environ.get("AIROBOROS_BOT_CACHE", "~/.cache/airoboros-bot")).expanduser()
-    base = AutoModelForCausalLM.from_pretrained(
-        str(resolve_model_path(ModelConfig(name="smollm2"), cache)), dtype=torch.float32
-    )
-    torch.manual_seed(0)
-    adapted = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    folder = tmp_path_factory.mktemp("compare-lora")
-    adapted.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
-async def engine(adapter: Path) -> AsyncIterator[Engine]:
+async def engine(embedded: LoadedModel, nf4_lora: LoadedModel, lora_adapter: Path) -> AsyncIterator[Engine]:
     """Two variants of the embedded model: ``plain`` (float32) and ``qlora`` (nf4 + the adapter); greedy."""
     config = Config(
-        models=[ModelConfig(name="plain"), ModelConfig(name="qlora", load_4bit=True, adapter=str(adapter))],
+        models=[ModelConfig(name="plain"), ModelConfig(name="qlora", load_4bit=True, adapter=str(lora_adapter))],
         generation=GenerationConfig(temperature=0.0, max_new_tokens=TOKENS),
     )
     variants = {}
-    for model in config.models:
-        loaded = load_model(model, device="cpu", dtype="float32", cache_dir=config.inference.cache_dir)
+    for model, loaded in zip(config.models, (embedded, nf4_lora), strict=True):
         backend = LocalBackend(model, loaded=loaded)
         await backend.start()
         variants[model.name] = Engine._wrap(model, backend, config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.frontends.discord.ui import rendering
 from bot.frontends.discord.ui.rendering import RESTART_MARK
 from bot.store import MessageStatus, Role, Store
 from tests.doubles import ScriptedBackend, scripted_engine
@@ -22,6 +20,7 @@ from tests.frontends.discord._helpers import (
     final_reply,
     first_thread,
     long_reply_streaming,
+    settled,
 )
 from tests.frontends.discord.conftest import Running, run_bot
 
@@ -50,7 +49,7 @@ async def test_people_posting_while_a_reply_streams_are_answered_once_in_discord
     backend.script = lambda prompt: "Hello both."
     backend.delay = 0.0
     await fake.wait_for(lambda: bot_messages(fake, thread.id)[-1]["content"] == "Hello both." or None, timeout=30)
-    await asyncio.sleep(1.0)  # nothing else may follow
+    await settled(fake, running.bot)  # nothing else follows
     assert len(backend.prompts) == 2
     assert len(bot_messages(fake, thread.id)) == 2
     assert "Bob: Bob here." in backend.prompts[-1].text and "Carol: Carol here." in backend.prompts[-1].text
@@ -112,7 +111,7 @@ async def test_a_double_continue_stores_the_continuation_once(
     await fake.click_button(reply["id"], custom_id, user=fake.alice)
     await fake.click_button(reply["id"], custom_id, user=fake.alice)
     await final_reply(fake, thread.id, count=2)
-    await asyncio.sleep(0.5)
+    await settled(fake, running.bot)
     assert len(bot_messages(fake, thread.id)) == 2
     history = await stored(running.store, thread.id)
     assert history[-1] == (Role.ASSISTANT, "Hello there, friend. and then more.", MessageStatus.OK)
@@ -257,7 +256,7 @@ async def test_deleting_a_streaming_reply_stops_the_model_at_once(
     thread, placeholder = await long_reply_streaming(fake, backend)
     await fake.delete_message_as(placeholder["id"])
     await eventually(lambda: backend.active == 0, timeout=1)
-    await asyncio.sleep(0.5)
+    await settled(fake, running.bot)
     assert await stored(running.store, thread.id) == [(Role.USER, "Talk for a long time.", MessageStatus.OK)]
     assert bot_messages(fake, thread.id) == []
 
@@ -269,15 +268,16 @@ async def test_deleting_the_thread_stops_the_reply_and_forgets_the_conversation(
     thread, _ = await long_reply_streaming(fake, backend)
     await fake.delete_thread(thread.id)
     await eventually(lambda: backend.active == 0, timeout=1)
-    await asyncio.sleep(0.3)
+    await settled(fake, running.bot)
     assert await running.store.get_conversation(f"thread:{thread.id}") is None
 
 
 async def test_queue_positions_are_edited_only_when_they_change_and_not_too_often(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend, monkeypatch: pytest.MonkeyPatch
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
     """Waiting placeholders are edited at most once per period, with positions that only go down."""
-    monkeypatch.setattr(rendering, "QUEUE_EDIT_PERIOD", 2.5)  # well above the reply's own 1 edit a second
+    period = 0.5  # well above a reply's own edit pace, and twice the time a reply takes
+    running.bot.replies.throttles.queue_period = period
     running.chat.engine.variant().scheduler.max_running = 1
     backend.script = lambda prompt: " ".join(f"w{i}" for i in range(8))
     backend.delay = 0.03  # each reply takes ~0.25 s: the queue moves four times a second
@@ -294,4 +294,4 @@ async def test_queue_positions_are_edited_only_when_they_change_and_not_too_ofte
         positions = [int(e["content"].split("#")[1]) for e in queued]
         assert positions == sorted(positions, reverse=True) and len(set(positions)) == len(positions)
         times = [e["at"] for e in queued]
-        assert all(later - earlier >= 2.4 for earlier, later in itertools.pairwise(times))
+        assert all(later - earlier >= 0.9 * period for earlier, later in itertools.pairwise(times))

@@ -12,7 +12,7 @@ from bot.store import MessageStatus, Role
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import ChannelType, FakeDiscord
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread, long_reply_streaming
-from tests.frontends.discord.conftest import Running, run_bot
+from tests.frontends.discord.conftest import MESSAGE_WINDOW, PACE, Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,7 +31,7 @@ async def test_chat_opens_a_public_thread_and_streams_the_reply(
     """/chat answers in a new public thread; the placeholder is edited while streaming; the end is exact."""
     words = [f"word{i}" for i in range(30)]
     backend.script = lambda prompt: " ".join(words)
-    backend.delay = 0.1
+    backend.delay = PACE / 2  # two words per edit period: the edits are paced, and several show the stream
     handle = await chat(fake, "Tell me a joke about bananas.")
     callback = await handle.wait_callback()
     assert (callback["type"], callback["data"]["flags"] & 64) == (5, 64)  # acknowledged first, privately
@@ -46,7 +46,7 @@ async def test_chat_opens_a_public_thread_and_streams_the_reply(
     assert versions[0].startswith("⏳ queued") or versions[0] == "*thinking…*"
     streaming = [v for v in versions[1:-1] if v != versions[-1]]
     assert len(streaming) >= 2
-    assert fake.max_edits_within(0.99, thread.id, reply["id"]) <= 1
+    assert fake.max_edits_within(MESSAGE_WINDOW, thread.id, reply["id"]) <= 1
     assert all(
         r.json.get("allowed_mentions") == {"parse": []}
         for r in fake.requests_to("(POST|PATCH)", r"/channels/\d+/messages")

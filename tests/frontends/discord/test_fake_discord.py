@@ -15,6 +15,7 @@ from discord.ext import commands
 from discord.http import Route
 
 from tests.fakediscord import ChannelType, FakeDiscord, MessageFlag
+from tests.frontends.discord.conftest import pace_identify
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -25,7 +26,9 @@ def make_bot(*, message_content: bool = True, sharded: bool = False) -> commands
     intents = discord.Intents.default()
     intents.message_content = message_content
     bot_class = commands.AutoShardedBot if sharded else commands.Bot
-    return bot_class(command_prefix="!", intents=intents, guild_ready_timeout=0.05)
+    bot = bot_class(command_prefix="!", intents=intents, guild_ready_timeout=0.05)
+    pace_identify(bot)
+    return bot
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from bot.frontends.discord.ui.replying import HANDLED_MEMORY, Replies
 from bot.inference.types import Prompt
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
-from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
+from tests.frontends.discord._helpers import bot_messages, chat, eventually, final_reply, first_thread, settled
 from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
@@ -41,10 +40,10 @@ async def stored(running: Running, thread_id: int) -> list[str]:
     return [f"{m.role.value}: {m.content}" for m in await running.chat.history_of(f"thread:{thread_id}")]
 
 
-async def settled(fake: FakeDiscord, thread_id: int, count: int) -> list[str]:
-    """The bot's reply texts in the thread once ``count`` are finished, after room for a doubled one to show."""
+async def answers(fake: FakeDiscord, running: Running, thread_id: int, count: int) -> list[str]:
+    """The bot's reply texts in the thread once ``count`` are finished and the bot settled (a doubled one shows)."""
     await final_reply(fake, thread_id, count=count, timeout=30)
-    await asyncio.sleep(0.5)
+    await settled(fake, running.bot)
     return [m["content"] for m in bot_messages(fake, thread_id)]
 
 
@@ -56,7 +55,7 @@ async def test_a_message_sent_while_the_session_was_lost_is_answered_once(
     async with fake.gateway_outage(4009):
         await fake.send_message(thread_id, fake.alice, "Lost in the gap.")
     await fake.wait_for(lambda: len(fake.sessions) == 2 and fake.sessions[1].ready, timeout=10)
-    assert await settled(fake, thread_id, 2) == ["Re: Hello", "Re: Lost in the gap."]
+    assert await answers(fake, running, thread_id, 2) == ["Re: Hello", "Re: Lost in the gap."]
     assert await stored(running, thread_id) == [
         "user: Hello",
         "assistant: Re: Hello",
@@ -73,10 +72,12 @@ async def test_messages_answered_before_a_new_session_are_not_answered_again(
     await fake.send_message(thread_id, fake.alice, "Second.")
     await final_reply(fake, thread_id, count=2)
     prompts = len(backend.prompts)
+    reads = len(fake.requests_to("GET", rf"/channels/{thread_id}/messages"))
     async with fake.gateway_outage(4009):
         pass
     await fake.wait_for(lambda: len(fake.sessions) == 2 and fake.sessions[1].ready, timeout=10)
-    await asyncio.sleep(1.0)  # room for a catch-up that answers again
+    await eventually(lambda: len(fake.requests_to("GET", rf"/channels/{thread_id}/messages")) > reads, timeout=10)
+    await settled(fake, running.bot)  # the catch-up read the thread: what it would answer again is answered
     assert [m["content"] for m in bot_messages(fake, thread_id)] == ["Re: Hello", "Re: Second."]
     assert len(backend.prompts) == prompts
 
@@ -91,7 +92,7 @@ async def test_a_blocked_users_missed_message_is_not_answered(
         async with fake.gateway_outage(4009):
             await fake.send_message(thread_id, fake.bob, "I am blocked.")
             await fake.send_message(thread_id, fake.alice, "I am not.")
-        assert await settled(fake, thread_id, 2) == ["Re: Hello", "Re: I am not."]
+        assert await answers(fake, running, thread_id, 2) == ["Re: Hello", "Re: I am not."]
         assert await stored(running, thread_id) == [
             "user: Hello",
             "assistant: Re: Hello",
@@ -111,7 +112,7 @@ async def test_messages_sent_while_the_bot_was_down_are_answered_in_order_after_
     await fake.send_message(thread_id, fake.alice, "Second while down.")
     async with run_bot(fake, engine, tmp_path / "bot.sqlite3") as running:
         await final_reply(fake, thread_id, count=2, timeout=30)
-        await asyncio.sleep(0.5)
+        await settled(fake, running.bot)
         assert await stored(running, thread_id) == [
             "user: Hello",
             "assistant: Re: Hello",
@@ -129,9 +130,9 @@ async def test_a_message_delivered_twice_is_answered_once(
     thread_id = await opened(fake, backend)
     message = await fake.send_message(thread_id, fake.alice, "Once, please.")
     await fake.redeliver_message(message["id"])
-    assert await settled(fake, thread_id, 2) == ["Re: Hello", "Re: Once, please."]
+    assert await answers(fake, running, thread_id, 2) == ["Re: Hello", "Re: Once, please."]
     await fake.redeliver_message(message["id"])  # and again once it was answered
-    assert await settled(fake, thread_id, 2) == ["Re: Hello", "Re: Once, please."]
+    assert await answers(fake, running, thread_id, 2) == ["Re: Hello", "Re: Once, please."]
     assert await stored(running, thread_id) == [
         "user: Hello",
         "assistant: Re: Hello",

@@ -1,11 +1,10 @@
-"""``python -m bot run`` and its runner: the token, the Message Content intent, the whole bot on the embedded model."""
+"""``python -m bot run`` and its runner: the token, the Message Content intent (the embedded model: test_restarts)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,10 +18,10 @@ from bot.frontends.discord.app import runner
 from bot.frontends.discord.app.client import AiroborosBot
 from bot.frontends.discord.app.endpoints import configure_endpoints
 from bot.frontends.discord.app.runner import MESSAGE_CONTENT_REFUSED, run_bot
-from bot.store import MessageStatus, Role, Store
+from bot.store import Store
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord, Intent
-from tests.frontends.discord.test_conversations import chat, final_reply, first_thread
+from tests.frontends.discord.test_conversations import final_reply, first_thread
 
 ROOT = Path(__file__).resolve().parents[3]
 MISSING_MODEL = '[[models]]\nname = "missing"\npath = "/nonexistent/model"\n'
@@ -167,33 +166,3 @@ async def test_without_message_content_a_dm_is_answered(
         (reply,) = await final_reply(fake, dm.id)
     assert reply["content"] == "Hello there, friend."
     assert "hello in private" in backend.prompts[-1].text
-
-
-async def test_embedded_model_answers_in_a_thread_until_sigterm(fake: FakeDiscord, tmp_path: Path) -> None:
-    """``python -m bot run`` on the embedded model answers /chat in a thread, stores it, and exits 0 on SIGTERM."""
-    db = tmp_path / "bot.sqlite3"
-    extra = f'[generation]\ntemperature = 0\nmax_new_tokens = 16\n[storage]\npath = "{db}"\n'
-    stderr = tmp_path / "stderr.txt"
-    process = await start_command(fake_config(fake, tmp_path / "config.toml", extra), fake.token, stderr)
-    try:
-        await fake.wait_for(lambda: fake.commands(fake.guild.id) or None, timeout=120)
-        await fake.wait_until_ready(timeout=30)
-        await chat(fake, "Tell me a joke about bananas.")
-        thread = await first_thread(fake)
-        (reply,) = await final_reply(fake, thread.id, timeout=90)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
-    log = stderr.read_text()
-    assert code == 0, log
-    assert "Traceback" not in log
-    async with await Store.open(db) as store:
-        conversation = await store.get_conversation(f"thread:{thread.id}")
-        assert conversation is not None
-        user, answer = await store.history(conversation.id, limit=10)
-    assert (user.role, user.content, user.author_name) == (Role.USER, "Tell me a joke about bananas.", "Alice")
-    assert answer.role == Role.ASSISTANT
-    assert answer.status == MessageStatus.OK
-    assert answer.content
-    assert reply["content"] == answer.content

@@ -29,9 +29,16 @@ AIROBOROS = Config(models=[ModelConfig(name="smollm2", prompt_format="airoboros"
 
 @pytest.fixture
 async def running(fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path) -> AsyncIterator[Running]:
-    """The bot on the scripted model in the card's airoboros prompt format."""
+    """The bot on the scripted model in the card's airoboros prompt format, with Yoda and Homer in the server."""
     async with run_bot(fake, scripted_engine(AIROBOROS, backend), tmp_path / "bot.sqlite3") as running:
+        await cast(running)
         yield running
+
+
+@pytest.fixture
+async def thread(fake: FakeDiscord, running: Running, backend: ScriptedBackend) -> Any:
+    """The thread of Alice's Yoda and Homer scene, once its opening is shown and stored."""
+    return await start(fake, backend)
 
 
 async def character(running: Running, name: str, description: str, url: str | None = None) -> StoredCharacter:
@@ -117,11 +124,9 @@ async def stored_turns(running: Running, thread_id: int) -> list[tuple[Role, str
 
 
 async def test_start_opens_a_thread_where_each_character_speaks_under_its_name_and_avatar(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, backend: ScriptedBackend, thread: Any
 ) -> None:
     """The opening comes at once: one message per character, through one webhook, with names and avatars."""
-    await cast(running)
-    thread = await start(fake, backend)
     lines = lines_in(fake, thread.id)
     assert [(m["author"]["username"], m["avatar_url"]) for m in lines] == [("Yoda", YODA_URL), ("Homer", HOMER_URL)]
     assert len(fake.webhooks) == 1 and {m["webhook_id"] for m in lines} == {str(fake.webhooks[0].id)}
@@ -137,7 +142,6 @@ async def test_start_opens_a_thread_where_each_character_speaks_under_its_name_a
 
 async def test_unknown_characters_are_named_with_the_servers_characters(fake: FakeDiscord, running: Running) -> None:
     """An unknown name is refused before anything is posted, with the list of the server's characters."""
-    await cast(running)
     handle = await fake.invoke_slash("scene start", {"characters": "Yoda, Vader", "setting": SETTING})
     answer = await handle.wait_original(lambda m: "⚠️" in m["content"])
     assert "“Vader”" in answer["content"] and "Homer, Yoda" in answer["content"]
@@ -145,11 +149,9 @@ async def test_unknown_characters_are_named_with_the_servers_characters(fake: Fa
 
 
 async def test_two_people_join_and_the_sheet_names_both(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """Bob speaking adds him to the scene: the next sheet has both USER/ lines and prefixes each line."""
-    await cast(running)
-    thread = await start(fake, backend)
     backend.script = lambda prompt: 'Yoda: "Welcome, Bob."'
     await fake.send_message(thread.id, fake.bob, "*sits down*")
     await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Welcome, Bob."'])
@@ -166,11 +168,9 @@ async def test_two_people_join_and_the_sheet_names_both(
 
 
 async def test_a_line_for_a_person_is_never_posted_and_ends_the_turn(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """When the model writes Alice's line, nothing more is shown and the turn keeps only what was shown."""
-    await cast(running)
-    thread = await start(fake, backend)
     backend.script = lambda prompt: 'Yoda: "Hm, late you are."\nAlice: "I say..."\nHomer: "Doh!"'
     await fake.send_message(thread.id, fake.alice, "Sorry I'm late!")
     await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Hm, late you are."'])
@@ -181,11 +181,9 @@ async def test_a_line_for_a_person_is_never_posted_and_ends_the_turn(
 
 
 async def test_nudge_makes_the_character_speak_next(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """The prompt ends with the open line "Homer:" after the last script; the answer is Homer's line."""
-    await cast(running)
-    thread = await start(fake, backend)
     backend.script = lambda prompt: ' "Mmm... donuts."'
     await fake.invoke_slash("scene nudge", {"character": "Homer"}, channel_id=thread.id)
     await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Mmm... donuts."'])
@@ -197,12 +195,10 @@ async def test_nudge_makes_the_character_speak_next(
 
 
 async def test_add_and_remove_change_the_next_sheet(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """Leia joins and Homer leaves: the next prompt's Characters list and rules follow."""
-    await cast(running)
     await character(running, "Leia", "a princess.")
-    thread = await start(fake, backend)
     add = await fake.invoke_slash("scene add", {"character": "leia"}, channel_id=thread.id)
     await add.wait_original(lambda m: "joined" in m["content"])
     remove = await fake.invoke_slash("scene remove", {"character": "Homer"}, channel_id=thread.id)
@@ -217,11 +213,9 @@ async def test_add_and_remove_change_the_next_sheet(
 
 
 async def test_end_posts_a_summary_and_archives_the_thread(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """The model sums the scene up, the bot posts it, the scene is over and the thread archived."""
-    await cast(running)
-    thread = await start(fake, backend)
     backend.script = lambda prompt: "Yoda and Homer shared grapes."
     handle = await fake.invoke_slash("scene end", {}, channel_id=thread.id)
     await handle.wait_original(lambda m: "ended" in m["content"])
@@ -254,7 +248,6 @@ async def test_without_manage_webhooks_lines_come_with_bold_names(
     fake: FakeDiscord, running: Running, backend: ScriptedBackend
 ) -> None:
     """No Manage Webhooks: the bot posts each line as **Name:** text and says why once."""
-    await cast(running)
     await fake.set_bot_permissions(fake.channel.id, deny=Permission.MANAGE_WEBHOOKS)
     backend.script = lambda prompt: OPENING
     await fake.invoke_slash("scene start", {"characters": "Yoda, Homer", "setting": SETTING})
@@ -270,11 +263,9 @@ async def test_without_manage_webhooks_lines_come_with_bold_names(
 
 
 async def test_stop_keeps_the_lines_shown_and_stops_the_model(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """Stop on a long turn's header (only by whoever started it): the lines shown stay and are stored as partial."""
-    await cast(running)
-    thread = await start(fake, backend)
     backend.script = lambda prompt: 'Yoda: "' + " ".join(f"w{i}" for i in range(300)) + '"'
     backend.delay = 0.05
     await fake.send_message(thread.id, fake.alice, "Tell me everything.")
@@ -299,11 +290,9 @@ async def test_stop_keeps_the_lines_shown_and_stops_the_model(
 
 
 async def test_regenerate_replaces_all_the_turns_lines(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """Regenerate deletes the turn's character messages, posts new ones under the same header, stores one turn."""
-    await cast(running)
-    thread = await start(fake, backend)
     old = {m["id"] for m in lines_in(fake, thread.id)}
     (header,) = headers(fake, thread.id)
     regenerate = f"airoboros:scene:regenerate:{thread.id}"
@@ -321,11 +310,9 @@ async def test_regenerate_replaces_all_the_turns_lines(
 
 
 async def test_regenerate_on_an_older_turn_is_refused(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, thread: Any
 ) -> None:
     """An older turn's Regenerate (its buttons not taken off) is refused from the store; nothing changes."""
-    await cast(running)
-    thread = await start(fake, backend)
     (first,) = headers(fake, thread.id)
     regenerate = f"airoboros:scene:regenerate:{thread.id}"
     await offering(fake, first["id"], regenerate)
@@ -342,12 +329,8 @@ async def test_regenerate_on_an_older_turn_is_refused(
     assert len(backend.prompts) == prompts and len(await stored_turns(running, thread.id)) == 3
 
 
-async def test_a_second_regenerate_press_is_refused(
-    fake: FakeDiscord, running: Running, backend: ScriptedBackend
-) -> None:
+async def test_a_second_regenerate_press_is_refused(fake: FakeDiscord, backend: ScriptedBackend, thread: Any) -> None:
     """Two Regenerate presses at once: one plays the turn again, the other is told to wait."""
-    await cast(running)
-    thread = await start(fake, backend)
     (header,) = headers(fake, thread.id)
     regenerate = f"airoboros:scene:regenerate:{thread.id}"
     backend.script = lambda prompt: ' "Again, we play."'

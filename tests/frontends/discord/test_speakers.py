@@ -136,20 +136,21 @@ async def test_names_are_cleaned_for_discord(fake: FakeDiscord, running: Running
 
 
 async def test_streaming_edits_are_throttled(fake: FakeDiscord, running: Running) -> None:
-    """Many updates become a few edits, at most one per second per message, and the last text is shown."""
+    """Many updates become a few edits, at most one per edit period per message, and the last text is shown."""
     thread = await scene_thread(fake, running)
-    line = await CharacterVoice(running.bot.replies.throttles).start(thread, YODA)
+    period = 0.2
+    line = await CharacterVoice(running.bot.replies.throttles, edit_period=period).start(thread, YODA)
     words: list[str] = []
-    for index in range(30):
+    for index in range(30):  # 30 updates in 1.5 periods
         words.append(f"w{index}")
         line.update(" ".join(words))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(period / 20)
     await line.finish()
     [message_id] = line.message_ids
     assert fake.message(message_id)["content"] == " ".join(words)
     edits = fake.edit_times(thread.id, message_id)
     assert 2 <= len(edits) < 10
-    assert fake.max_edits_within(0.9, thread.id, message_id) == 1
+    assert fake.max_edits_within(0.9 * period, thread.id, message_id) == 1
 
 
 async def test_a_long_line_continues_in_a_second_message(fake: FakeDiscord, running: Running) -> None:

@@ -17,6 +17,7 @@ from bot.frontends.discord.app.ratelimit import GlobalRateLimit
 from bot.frontends.discord.features import FEATURES, ROLEPLAY
 from bot.frontends.discord.services import Services
 from bot.frontends.discord.ui.feedback import report
+from bot.frontends.discord.ui.rendering import ChannelThrottles
 from bot.frontends.discord.ui.replying import Replies
 
 if TYPE_CHECKING:
@@ -43,8 +44,15 @@ class AiroborosBot(commands.AutoShardedBot):
     """The bot (sharded automatically for many guilds): commands and messages live in cogs; resources are passed in."""
 
     def __init__(
-        self, *, chat: ChatService, settings: DiscordConfig, metrics: Metrics | None = None, **options: Any
+        self,
+        *,
+        chat: ChatService,
+        settings: DiscordConfig,
+        metrics: Metrics | None = None,
+        throttles: ChannelThrottles | None = None,
+        **options: Any,
     ) -> None:
+        """``throttles``: the pace of edits (default: Discord's edit budget); tests pass shorter periods."""
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # a text bot: no voice warnings
         rate_limit = GlobalRateLimit(
             settings.requests_per_second, on_rate_limited=None if metrics is None else metrics.rate_limited
@@ -63,7 +71,7 @@ class AiroborosBot(commands.AutoShardedBot):
         """The one access gate ([access]): commands, buttons and messages all pass it."""
         chat.engine.admission.meter = self.access  # every model call, whatever asked for it, counts against the limit
         self.settings = settings
-        self.replies = Replies(chat)
+        self.replies = Replies(chat, throttles)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
         self.services = Services(
             chat=chat, replies=self.replies, access=self.access, settings=settings, proxies=Proxies()

@@ -53,11 +53,25 @@ def queued_text(position: int) -> str:
 
 
 class ChannelThrottles:
-    """One edit budget per channel, shared by every reply streaming in it."""
+    """One edit budget per channel, shared by every reply streaming in it, and the pace of edits on one message.
 
-    def __init__(self, rate: int = 5, period: float = 5.0) -> None:
+    ``rate`` edits per ``period`` seconds in a channel (Discord's budget); one edit per ``message_period`` on a
+    message; a queue position shown at most once per ``queue_period``. The bot is given one (tests give shorter
+    periods, so that pacing costs them little time).
+    """
+
+    def __init__(
+        self,
+        rate: int = 5,
+        period: float = 5.0,
+        *,
+        message_period: float = 1.0,
+        queue_period: float = QUEUE_EDIT_PERIOD,
+    ) -> None:
         self.rate = rate
         self.period = period
+        self.message_period = message_period
+        self.queue_period = queue_period
         self._throttlers: dict[int, Throttler] = {}
 
     def __call__(self, channel_id: int) -> Throttler:

@@ -57,9 +57,10 @@ class _Shown:
 class Replies:
     """The replies the bot shows, and the one in flight in each conversation."""
 
-    def __init__(self, chat: ChatService) -> None:
+    def __init__(self, chat: ChatService, throttles: ChannelThrottles | None = None) -> None:
         self.chat = chat
-        self.throttles = ChannelThrottles()
+        self.throttles = ChannelThrottles() if throttles is None else throttles
+        """The edit pace every reply keeps (shared with the other features that edit messages)."""
         self.in_flight: dict[str, ReplyRenderer] = {}
         """The reply in flight of each conversation (one at most: the chat service serializes them)."""
         self.asked_by: dict[str, int] = {}
@@ -222,6 +223,8 @@ class Replies:
             reuse=[original],
             on_delete=self._self_deleted.add,
             transform=transform,
+            edit_period=self.throttles.message_period,
+            queue_period=self.throttles.queue_period,
         )
         task = asyncio.current_task()
         if task is not None:
@@ -268,6 +271,8 @@ class Replies:
             reuse=reuse,
             skip=len(reply.prefix),
             on_delete=self._self_deleted.add,
+            edit_period=self.throttles.message_period,
+            queue_period=self.throttles.queue_period,
         )
         self.in_flight[key] = renderer
         self.asked_by[key] = owner

@@ -97,13 +97,13 @@ class CharacterVoice:
     """Posts characters' lines through one webhook per channel (see the module's docstring).
 
     ``throttles`` is the bot's shared edit budget (``bot.replies.throttles``); ``edit_period``
-    is the shortest time between two edits of one message; ``announce`` posts the notice of a
-    channel without webhooks in the thread the first time it happens.
+    is the shortest time between two edits of one message (default: the budget's ``message_period``);
+    ``announce`` posts the notice of a channel without webhooks in the thread the first time it happens.
     """
 
-    def __init__(self, throttles: ChannelThrottles, *, edit_period: float = 1.0, announce: bool = True) -> None:
+    def __init__(self, throttles: ChannelThrottles, *, edit_period: float | None = None, announce: bool = True) -> None:
         self.throttles = throttles
-        self.edit_period = edit_period
+        self.edit_period = throttles.message_period if edit_period is None else edit_period
         self.announce = announce
         self._webhooks: dict[int, discord.Webhook] = {}
         self._locks: dict[int, asyncio.Lock] = {}

@@ -129,7 +129,12 @@ class Compare(commands.Cog):
                 channel_id=interaction.channel_id,
             )
             channel_id = getattr(channel, "id", 0)
-            run = ComparisonRun(comparison, replies, Throttler(rate_limit=1, period=1.0), self.throttles(channel_id))
+            run = ComparisonRun(
+                comparison,
+                replies,
+                Throttler(rate_limit=1, period=self.throttles.message_period),
+                self.throttles(channel_id),
+            )
             try:
                 async with self.throttles(channel_id):
                     message = await channel.send(
