@@ -280,6 +280,18 @@ ALTER TABLE riddles ADD COLUMN explanation TEXT NOT NULL DEFAULT '';
 """
 """The model's reasoning after a riddle's answer, shown when the answer is revealed ('' when it gave none)."""
 
+_CATCH_UP_MARKS = """
+ALTER TABLE conversations ADD COLUMN seen_up_to INTEGER;
+
+UPDATE conversations SET seen_up_to = (
+    SELECT MAX(l.external_id) FROM messages m JOIN message_links l ON l.message_id = m.id
+    WHERE m.conversation_id = conversations.id AND m.role = 'user'
+);
+"""
+"""The newest platform message id of a person's message ever stored in each conversation. Deleting messages
+(``/forget-me``, ``/reset``, a deletion on Discord) never lowers it, so the catch-up after a new gateway session
+reads only what came after it and never brings a deleted message back. It is one id, no text, no author."""
+
 
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
@@ -293,6 +305,7 @@ MIGRATIONS: tuple[str, ...] = (
     _SCENES,
     _RIDDLE_EXPLANATIONS,
     _SCENE_MODES,
+    _CATCH_UP_MARKS,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

@@ -120,7 +120,7 @@ CREATE TABLE conversations (
     owner_id    INTEGER,
     created_at  REAL    NOT NULL
 );
-INSERT INTO conversations SELECT * FROM conversations_old;
+INSERT INTO conversations SELECT id, key, guild_id, channel_id, owner_id, created_at FROM conversations_old;
 DROP TABLE conversations_old;
 """
 """The wrong order: SQLite repoints the messages' foreign key at conversations_old, which is then dropped."""
