@@ -14,7 +14,7 @@ import pytest
 
 from bot.config import Config, StorageConfig
 from bot.frontends.discord.features import privacy
-from bot.store import Role, Store
+from bot.store import Role, Store, UserData
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
@@ -137,6 +137,14 @@ async def test_an_expired_confirmation_is_refused(
     pressed = await press(fake, answer, "Delete my data")
     assert "expired" in (await pressed.wait_original(lambda m: bool(m["content"])))["content"]
     assert await running.store.get_conversation(f"thread:{thread.id}") is not None
+
+
+def test_the_summary_names_the_scenes_they_started() -> None:
+    """The setting and rules of the scenes someone started are listed with what goes, the scenes said to stay."""
+    assert privacy.describe(UserData(scenes_started=1)) == [
+        "- the setting and rules of **1** scene you started (it stays for the others)"
+    ]
+    assert "**2** scenes you started (they stay" in privacy.describe(UserData(scenes_started=2))[0]
 
 
 async def test_forget_me_with_nothing_stored_says_so(fake: FakeDiscord, running: Running) -> None:
