@@ -292,6 +292,29 @@ UPDATE conversations SET seen_up_to = (
 (``/forget-me``, ``/reset``, a deletion on Discord) never lowers it, so the catch-up after a new gateway session
 reads only what came after it and never brings a deleted message back. It is one id, no text, no author."""
 
+_PASSAGE_ROWIDS = """
+DROP TRIGGER sources_delete_passages;
+
+CREATE VIRTUAL TABLE source_passages_new USING fts5 (
+    text, source_id UNINDEXED, seq UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+
+INSERT INTO source_passages_new (rowid, text, source_id, seq)
+    SELECT source_id * 4294967296 + seq, text, source_id, seq FROM source_passages ORDER BY source_id, seq;
+
+DROP TABLE source_passages;
+
+ALTER TABLE source_passages_new RENAME TO source_passages;
+
+CREATE TRIGGER sources_delete_passages AFTER DELETE ON sources BEGIN
+    DELETE FROM source_passages
+        WHERE rowid BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
+END;
+"""
+"""A passage's rowid says which it is: ``source_id * 2**32 + seq``. A source's passages are then one rowid range
+(the trigger deletes them without scanning the index) and any passage is read by its rowid, so ``/ask`` reads the
+few passages it may use instead of every source's whole text."""
+
 
 MIGRATIONS: tuple[str, ...] = (
     _V1_CONVERSATIONS_AND_MESSAGES,
@@ -306,6 +329,7 @@ MIGRATIONS: tuple[str, ...] = (
     _RIDDLE_EXPLANATIONS,
     _SCENE_MODES,
     _CATCH_UP_MARKS,
+    _PASSAGE_ROWIDS,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 
