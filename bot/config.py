@@ -273,6 +273,19 @@ class AccessConfig(_Section):
     """``/scene start`` only in age-restricted (NSFW) channels."""
 
 
+class RoleplayConfig(_Section):
+    """Character cards in scenes (``[roleplay]``): how much of the window lorebooks and the conversation get."""
+
+    lorebook_tokens: Annotated[int, Field(ge=0, le=2048)] = 256
+    """The most a turn's lorebook entries take, all the cast's books together; a book's own ``token_budget`` is
+    used when smaller (books written for larger windows would crowd out a 2,048-token one)."""
+    lorebook_scan_messages: Annotated[int, Field(ge=1, le=100)] = 4
+    """How many of the latest messages are searched for a lorebook's keys, when the book sets no ``scan_depth``."""
+    conversation_tokens: Annotated[int, Field(ge=0, le=4096)] = 256
+    """Room a scene keeps for its conversation: ``/scene start`` refuses a cast whose sheet (and lorebooks) leave
+    less of the prompt."""
+
+
 class MetricsConfig(_Section):
     """The Prometheus metrics endpoint of ``python -m bot run`` (``[metrics]``); off unless ``port`` is set."""
 
@@ -306,6 +319,7 @@ class Config(_Section):
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     scenes: ScenesConfig = Field(default_factory=ScenesConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    roleplay: RoleplayConfig = Field(default_factory=RoleplayConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
 

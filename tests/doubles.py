@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 
 from bot.config import Config
 from bot.core.engine import Engine
-from bot.errors import GenerationError
+from bot.errors import BusyError, GenerationError
 from bot.inference.types import Chunk, FinishReason, Prompt, SamplingParams, Tokenizer
 
 Script = Callable[[Prompt], str]
@@ -79,3 +79,21 @@ def scripted_variants(config: Config, backends: Mapping[str, ScriptedBackend]) -
     return Engine(
         config, {name: Engine._wrap(config.model(name), backend, config) for name, backend in backends.items()}
     )
+
+
+class RecordingMeter:
+    """A rate meter (:class:`~bot.inference.scheduler.Meter`) admitting ``limit`` requests per user; records counts."""
+
+    def __init__(self, limit: int = 100) -> None:
+        self.limit = limit
+        self.counted: dict[str, int] = {}
+        self.refunds: list[str] = []
+
+    def count(self, user: str) -> None:
+        if self.counted.get(user, 0) >= self.limit:
+            raise BusyError("You're sending requests too fast.")
+        self.counted[user] = self.counted.get(user, 0) + 1
+
+    def refund(self, user: str) -> None:
+        self.refunds.append(user)
+        self.counted[user] -= 1

@@ -1,7 +1,10 @@
 """Character cards: reading and writing the community's Character Card formats, with no Discord in sight.
 
-Two shapes are read:
+Three shapes are read:
 
+- **V3** (``{"spec": "chara_card_v3", "spec_version": "3.0", "data": {...}}``): V2's fields and a few more
+  (``nickname``, ``group_only_greetings``, ...), all kept; a PNG holds it in a ``ccv3`` chunk, which wins over a
+  ``chara`` chunk beside it (the V3 spec);
 - **V2** (``{"spec": "chara_card_v2", "spec_version": "2.0", "data": {...}}``), the format most card sites and
   front-ends (SillyTavern, ...) exchange;
 - **V1**: the older flat object (``{"name": ..., "description": ..., "personality": ..., ...}``).
@@ -11,9 +14,12 @@ card's JSON, base64-encoded, and the image itself is the character's avatar. PNG
 with :mod:`struct` and :mod:`zlib` (the format is small and fixed; no image library is needed).
 
 Card fields map onto ours: ``name``, ``description`` and ``personality`` as they are; the speaking style comes from
-``extensions.airoboros_bot.speaking_style`` (where our own exports put it) or else ``mes_example`` (the card's sample
-dialogue, the nearest thing a card has). Everything else (``scenario``, ``first_mes``, ``tags``, ...) is kept in
-:attr:`CardData.extra`, so an export gives it back.
+``extensions.airoboros_bot.speaking_style`` (where our own exports put it), else it is empty: ``mes_example`` is
+example dialogue, which scenes use as such (:mod:`bot.core.card_prompt`). Everything else (``scenario``,
+``first_mes``, ``mes_example``, ``character_book``, ``tags``, ...) is kept in :attr:`CardData.extra`, so scenes use
+it and an export gives it back. A description, personality or speaking style over :data:`FIELD_MAX_CHARS` is cut at
+a word boundary, not refused: :attr:`CardData.trimmed` (kept as ``extensions.airoboros_bot.trimmed``) says how long
+each such field was.
 """
 
 from __future__ import annotations
@@ -90,6 +96,9 @@ _LIST_FIELDS = ("alternate_greetings", "tags")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHARA = "chara"
+CCV3 = "ccv3"
+TRIMMED_KEY = "trimmed"
+"""Under our extension: ``{field: its length before the cut}`` for each field cut at import."""
 
 
 class CardError(BotError):
@@ -108,6 +117,8 @@ class CardData:
     """The card's other ``data`` fields (``scenario``, ``first_mes``, ``tags``, ``extensions``, ...)."""
     avatar: bytes | None = None
     """The PNG the card came in (without its ``chara`` chunk), or None for a JSON card."""
+    trimmed: Mapping[str, int] = field(default_factory=dict)
+    """The fields cut to :data:`FIELD_MAX_CHARS` at import, each with its length before the cut."""
 
 
 def check_name(name: str) -> str:
@@ -179,7 +190,7 @@ def _without_chara(png: bytes) -> tuple[bytes, int]:
     iend = -1
     size = len(PNG_SIGNATURE)
     for kind, data, start, end in _chunks(png):
-        if kind == b"tEXt" and data.partition(b"\x00")[0] == CHARA.encode():
+        if kind == b"tEXt" and data.partition(b"\x00")[0] in (CHARA.encode(), CCV3.encode()):
             continue
         if kind == b"IEND":
             iend = size
@@ -216,26 +227,27 @@ def _card_from_fields(fields: Mapping[str, Any], avatar: bytes | None) -> CardDa
         raise CardError("The card's `extensions` must be an object.")
     ours = extensions.get(EXTENSION_KEY)
     style = ours.get("speaking_style") if isinstance(ours, dict) else None
-    speaking_style = style if isinstance(style, str) else _text(fields, "mes_example")
-    card = CardData(
-        name=name,
-        description=_text(fields, "description"),
-        personality=_text(fields, "personality"),
-        speaking_style=speaking_style,
-        extra={key: value for key, value in fields.items() if key not in MAPPED_FIELDS},
-        avatar=avatar,
-    )
-    for label, value in (
-        ("description", card.description),
-        ("personality", card.personality),
-        ("speaking style", card.speaking_style),
-    ):
-        if len(value) > FIELD_MAX_CHARS:
-            raise CardError(
-                f"The card's {label} is {len(value)} characters long; at most {FIELD_MAX_CHARS} fit "
-                "(Discord's limit for editing it). Shorten it and import again."
-            )
-    return card
+    texts = {
+        "description": _text(fields, "description"),
+        "personality": _text(fields, "personality"),
+        "speaking_style": style if isinstance(style, str) else "",
+    }
+    trimmed = {key: len(value) for key, value in texts.items() if len(value) > FIELD_MAX_CHARS}
+    extra = {key: value for key, value in fields.items() if key not in MAPPED_FIELDS}
+    if trimmed:
+        marked = {**(ours if isinstance(ours, dict) else {}), TRIMMED_KEY: trimmed}
+        extra["extensions"] = {**extensions, EXTENSION_KEY: marked}
+    description, personality, speaking_style = (_cut(value, FIELD_MAX_CHARS) for value in texts.values())
+    return CardData(name, description, personality, speaking_style, extra=extra, avatar=avatar, trimmed=trimmed)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at the last space or line break of its last 200."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    boundary = max(head.rfind(" "), head.rfind("\n"))
+    return (head[:boundary] if boundary > limit - 200 else head).rstrip()
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*"?', re.DOTALL)
@@ -280,13 +292,17 @@ def _card_from_json(raw: bytes, avatar: bytes | None, where: str) -> CardData:
     if "spec" not in card and depth > CARD_MAX_DEPTH:  # exported as V2, it would gain the wrapper's level
         raise _too_deep(depth)
     if "spec" in card:
-        if card.get("spec") != "chara_card_v2":
-            raise CardError(f"Unsupported card spec {card.get('spec')!r}: expected 'chara_card_v2' (or a V1 card).")
-        if not str(card.get("spec_version", "")).startswith("2."):
+        spec = card.get("spec")
+        if spec not in ("chara_card_v2", "chara_card_v3"):
+            raise CardError(
+                f"Unsupported card spec {spec!r}: expected 'chara_card_v2' or 'chara_card_v3' (or a V1 card)."
+            )
+        # A V3 card of another version is still read (the V3 spec: "SHOULD NOT reject"); V2 has only 2.0.
+        if spec == "chara_card_v2" and not str(card.get("spec_version", "")).startswith("2."):
             raise CardError(f"Unsupported chara_card_v2 version {card.get('spec_version')!r}: expected '2.0'.")
         data = card.get("data")
         if not isinstance(data, dict):
-            raise CardError("The V2 card has no `data` object.")
+            raise CardError(f"The {spec[-2:].upper()} card has no `data` object.")
         return _card_from_fields(data, avatar)
     if "name" not in card:
         raise CardError("The card has no `name` (neither a V2 card's `data.name` nor a V1 card's `name`).")
@@ -298,7 +314,8 @@ def _mb(size: int) -> str:
 
 
 def parse_card(data: bytes, filename: str) -> CardData:
-    """Read a V1 or V2 card from a ``.json`` file or a PNG with a ``chara`` chunk; CardError says what is wrong.
+    """Read a V1, V2 or V3 card from a ``.json`` file or a PNG with a ``chara`` or ``ccv3`` chunk; CardError says
+    what is wrong.
 
     The limits hold for what is decoded too: the JSON inside a PNG may be no larger than a ``.json`` card
     (:data:`CARD_MAX_BYTES`), and no card's JSON may nest deeper than :data:`CARD_MAX_DEPTH`.
@@ -310,6 +327,8 @@ def parse_card(data: bytes, filename: str) -> CardData:
     if not is_png:
         return _card_from_json(data, None, f"`{filename}`")
     texts = read_png_text_chunks(data)
+    if CCV3 in texts:  # a V3 card's own chunk; a `chara` chunk beside it is its V2 backfill (the V3 spec)
+        texts[CHARA] = texts[CCV3]
     if CHARA not in texts:
         raise CardError(f"`{filename}` is a PNG without a character card (it has no `chara` text chunk).")
     try:
@@ -327,7 +346,8 @@ def card_dict(card: CardData) -> dict[str, Any]:
     """The card as a V2 object: the kept fields given back, ours mapped, every V2 field present."""
     extra = dict(card.extra)
     extensions = dict(extra.get("extensions") or {})
-    extensions[EXTENSION_KEY] = {"speaking_style": card.speaking_style}
+    ours = extensions.get(EXTENSION_KEY)
+    extensions[EXTENSION_KEY] = {**(ours if isinstance(ours, dict) else {}), "speaking_style": card.speaking_style}
     data: dict[str, Any] = {
         key: ([] if key in _LIST_FIELDS else "") for key in V2_FIELDS
     }  # a V2 card has every field, empty when unknown

@@ -31,6 +31,7 @@ from bot.core.chat_prompts import Author, ChatOptions, ChatPrompts, DialogueBuil
 from bot.core.engine import Engine, Variant
 from bot.core.messages import ChatMessage
 from bot.core.replies import Reply, finishing, reserve
+from bot.core.sanitize import is_blank
 from bot.errors import PromptError
 from bot.store import Conversation, MessageStatus, Role, Store, StoredMessage
 
@@ -332,10 +333,11 @@ class ChatService(ChatPrompts):
         return await self.store.message_by_external_id(external_id)
 
     async def edit(self, external_id: int, content: str) -> bool:
-        """A person edited a message: the history changes with it; False if it is not in any conversation."""
+        """A person edited a message: the history changes with it; False if it is not in any conversation (or the new
+        text is blank)."""
         message = await self.store.message_by_external_id(external_id)
-        if message is None or message.role != Role.USER or message.content == content:
-            return False
+        if message is None or message.role != Role.USER or message.content == content or is_blank(content):
+            return False  # an edit into invisible text is not taken: the model keeps reading what was there
         tokens = len(self.engine.variant().builder.tokenizer.encode_plain(content))
         return await self.store.update_message(message.id, content=content, token_count=tokens)
 
@@ -364,8 +366,16 @@ class ChatService(ChatPrompts):
                 await stack.enter_async_context(lane.record)
             yield
 
-    async def reset(self, key: str) -> int:
-        """Forget the history of conversation ``key`` (after the reply in flight); returns how many messages went."""
+    async def reset(self, key: str, *, by: int | None = None) -> int | None:
+        """Forget the history of conversation ``key`` (after the reply in flight); returns how many messages went.
+
+        ``by`` is who asks, when they are no moderator: unless they started the conversation, a history holding
+        another person's message is then kept, and the answer is None.
+        """
         async with self._lane(key) as lane, lane.reply, lane.record:
             conversation = await self.store.get_conversation(key)
-            return 0 if conversation is None else await self.store.reset_conversation(conversation.id)
+            if conversation is None:
+                return 0
+            if by is not None and by != conversation.owner_id and await self.store.authors(conversation.id) - {by}:
+                return None
+            return await self.store.reset_conversation(conversation.id)

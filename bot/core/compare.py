@@ -27,8 +27,14 @@ class CompareError(BotError):
     """A comparison that cannot run as asked (unknown variants, too few, blind with more than two)."""
 
 
-def pick_variants(requested: str | None, loaded: Sequence[str], *, blind: bool = False) -> list[str]:
-    """The variants ``requested`` names (comma-separated), default all ``loaded``; refuses what cannot be compared."""
+def pick_variants(
+    requested: str | None, loaded: Sequence[str], *, blind: bool = False, at_once: int | None = None
+) -> list[str]:
+    """The variants ``requested`` names (comma-separated), default all ``loaded``; refuses what cannot be compared.
+
+    ``at_once`` is how many requests one person may have waiting or running (``max_queued_per_user``, one cap across
+    variants): a comparison asks all its variants at once, so it may not name more.
+    """
     available = ", ".join(f"`{name}`" for name in loaded)
     if requested is None or not requested.strip():
         chosen = list(loaded)
@@ -48,6 +54,11 @@ def pick_variants(requested: str | None, loaded: Sequence[str], *, blind: bool =
         raise CompareError(f"Name at least two variants to compare (comma-separated). Loaded: {available}.")
     if len(chosen) > MAX_VARIANTS:
         raise CompareError(f"At most {MAX_VARIANTS} variants fit side by side; pick some with `variants`.")
+    if at_once is not None and len(chosen) > at_once:
+        raise CompareError(
+            f"A comparison asks all its variants at once, and one person may have {at_once} requests waiting or "
+            f"running here; name at most {at_once} with `variants`."
+        )
     if blind and len(chosen) != 2:
         raise CompareError("A blind comparison takes exactly two variants (the first vote reveals them).")
     return chosen

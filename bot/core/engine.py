@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bot.config import Config, ModelConfig
 from bot.core.prompts import PromptBuilder, make_format
 from bot.errors import ConfigError
-from bot.inference.scheduler import Scheduler
+from bot.inference.scheduler import Admission, Scheduler
 from bot.inference.types import Backend, Tokenizer
 
 _log = logging.getLogger(__name__)
@@ -72,6 +72,11 @@ class Engine:
     def __init__(self, config: Config, variants: dict[str, Variant]) -> None:
         self.config = config
         self._variants = variants
+        self.admission = Admission()
+        """Shared by every variant's scheduler: ``max_queued_per_user`` is one cap across variants, and a frontend's
+        rate meter (:attr:`Admission.meter`) counts every request, whichever variant serves it."""
+        for variant in variants.values():
+            variant.scheduler.admission = self.admission
 
     @classmethod
     async def start(cls, config: Config, *, names: Sequence[str] | None = None) -> Engine:

@@ -28,6 +28,9 @@ class Dialogue:
     ``pinned`` counts the leading messages the token budget never drops (a scene sheet,
     chosen sources); the rest are dropped oldest first when the window is full.
     ``continue_last`` leaves the final assistant message open so the model goes on with it.
+    ``examples`` (a character card's example dialogue) go between ``messages[examples_at - 1]`` and
+    ``messages[examples_at]`` (``None``: after the pinned messages; never further); they are never pinned: the
+    budget drops them, the last first, before it drops any other message.
     """
 
     system: str | None
@@ -35,3 +38,5 @@ class Dialogue:
     pinned: int = 0
     continue_last: bool = False
     extra_stops: tuple[str, ...] = field(default=())
+    examples: tuple[ChatMessage, ...] = field(default=())
+    examples_at: int | None = None

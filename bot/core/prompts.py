@@ -13,10 +13,17 @@ token ids, and all other text is tokenized with special-token strings kept as pl
 A user typing ``</s>`` therefore cannot end a turn. For ``airoboros``, whose turn markers
 are plain text, ``USER:`` and ``ASSISTANT:`` inside a message are written with a
 full-width colon (U+FF1A) so they cannot forge a turn either.
+
+The token budget (:meth:`PromptBuilder.build`) keeps, highest priority first: the pinned messages (a scene's sheet
+with its lorebook entries, chosen sources) and the last turn, always whole; the other turns, newest first, dropped
+oldest first in chunks; a character card's example dialogue (``Dialogue.examples``), kept only while every turn fits
+with it and dropped first, its last block first. Each drop of an example block changes the prompt's start, so the
+next turn prefills the prompt again instead of reusing its cached prefix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -52,6 +59,8 @@ class PromptFormat(ABC):
 
     name: str
     stop: tuple[str, ...] = ()
+    default_system: str | None = None
+    """The system prompt used when a dialogue gives none."""
     adds_bos: bool = True
     """Whether the tokenizer's BOS goes in front (the chat template writes its own)."""
 
@@ -77,6 +86,7 @@ class AiroborosFormat(PromptFormat):
         "(" + "|".join(INVISIBLE.join(word) for word in ("USER", "ASSISTANT")) + f")([\\s{INVISIBLE[1:-2]}]*):",
         re.IGNORECASE,
     )
+    default_system: str
 
     def __init__(self, default_system: str) -> None:
         self.default_system = default_system
@@ -203,12 +213,14 @@ class PromptBuilder:
         return self.tokenizer.encode_plain(text) if text else []
 
     def build(self, dialogue: Dialogue, *, max_new_tokens: int) -> Prompt:
-        """Render ``dialogue`` within the window, dropping the oldest unpinned turns first, in chunks.
+        """Render ``dialogue`` within the window: its examples go first, then the oldest unpinned turns, in chunks.
 
-        Turns go in chunks of about a quarter of the window (:meth:`chunk_starts`), so a long conversation keeps
-        the same first turn, and so the same token prefix, for several turns: the local worker reuses the KV
-        cache of a prompt's unchanged prefix. Raises :class:`PromptTooLongError` if even the pinned turns plus
-        the last turn do not fit.
+        The priority, highest first: the pinned messages and the last turn (always kept), the other turns (kept
+        newest first), the examples (``dialogue.examples``, kept while the prompt holds every turn with them; the
+        last example goes first). Turns go in chunks of about a quarter of the window (:meth:`chunk_starts`), so a
+        long conversation keeps the same first turn, and so the same token prefix, for several turns: the local
+        worker reuses the KV cache of a prompt's unchanged prefix. Raises :class:`PromptTooLongError` if even the
+        pinned turns plus the last turn do not fit.
         """
         available = self.context_length - max_new_tokens
         if available <= 0:
@@ -218,6 +230,17 @@ class PromptBuilder:
             )
         if not dialogue.messages:
             raise PromptError("there is nothing to answer: the conversation is empty")
+        for kept in range(len(dialogue.examples), 0, -1):
+            whole = self._fit(_with_examples(dialogue, kept), available, drop_turns=False)
+            if whole is not None:
+                return whole
+        fitted = self._fit(_with_examples(dialogue, 0), available, drop_turns=True)
+        assert fitted is not None  # with drop_turns, it fits or raises
+        return fitted
+
+    def _fit(self, dialogue: Dialogue, available: int, *, drop_turns: bool) -> Prompt | None:
+        """The prompt of ``dialogue`` in ``available`` tokens, old turns dropped as needed (None if that is needed
+        and ``drop_turns`` is false)."""
         pinned = merge_turns(dialogue.messages[: dialogue.pinned])
         rest = merge_turns(dialogue.messages[dialogue.pinned :])
         if pinned and rest and pinned[-1].role == rest[0].role:
@@ -235,6 +258,8 @@ class PromptBuilder:
         text, ids = attempt(starts[0])
         if len(ids) <= available:
             return Prompt(text, tuple(ids), self._stops(dialogue), dropped_turns=starts[0])
+        if not drop_turns:
+            return None
         # The earliest chunk boundary that fits; past the last boundary, the earliest start that fits.
         chunks = self.chunk_starts(rest, starts, available)
         fitting = self._earliest_fitting(chunks[1:], attempt, available)
@@ -283,3 +308,10 @@ class PromptBuilder:
 
     def _stops(self, dialogue: Dialogue) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.format.stop + dialogue.extra_stops))
+
+
+def _with_examples(dialogue: Dialogue, kept: int) -> Dialogue:
+    """``dialogue`` with its first ``kept`` examples in place among the pinned messages (and no other examples)."""
+    at = dialogue.pinned if dialogue.examples_at is None else min(dialogue.examples_at, dialogue.pinned)
+    messages = dialogue.messages[:at] + dialogue.examples[:kept] + dialogue.messages[at:]
+    return dataclasses.replace(dialogue, messages=messages, pinned=dialogue.pinned + kept, examples=())

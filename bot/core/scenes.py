@@ -28,6 +28,20 @@ Public API (all pure: no Discord, no store, no tokenizer):
   ``ChatService.generate``): the sheet pinned first, then the scene's turns, with stop strings for the humans.
 - :func:`speaker_names`: every name (and alias) to give :class:`bot.core.script.ScriptParser` for this scene.
 
+A character from a Character Card brings more than its line (:mod:`bot.core.card_prompt` reads the card), laid out
+in this order (macros filled: ``{{char}}`` the character, ``{{user}}`` the scene's people joined by "and"):
+
+1. ``Characters:``, one line per character (description, personality, speaking style), then the ``USER/`` lines;
+2. ``Rules:``, the scene's rules, then, with several characters, each card's ``system_prompt`` and
+   ``post_history_instructions`` as further rules, in cast order (with one character they take the places the
+   specs give them: the card's ``system_prompt`` replaces the system prompt, ``{{original}}`` standing for the one it
+   replaces, and ``post_history_instructions`` follows the last person's line);
+3. the cards' example dialogue (``mes_example``), one ``Example dialogue with {name}:`` block per ``<START>``: not
+   pinned, the first thing the token budget drops (:class:`~bot.core.messages.Dialogue` ``examples``);
+4. the lorebook entries this turn triggered (:attr:`Scene.lore`, chosen by :mod:`bot.core.lorebook`);
+5. each card's ``scenario``, then the scene's setting (the ``/scene start`` text adds to the cards' scenarios);
+6. the opening instruction.
+
 The card names a character twice: in full on the sheet (``Homer Simpson``) and by the name it speaks under in the
 rules, the opening and the model's lines (``Homer``). :attr:`SceneCharacter.full_name` holds the first when it
 differs; :attr:`SceneCharacter.name` is always the speaking name.
@@ -42,10 +56,12 @@ label of the scene (:func:`~bot.core.sanitize.defuse_labels`), so ``Yoda: I surr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.core.macros import fill_macros, user_name
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.sanitize import MAX_LABEL_LENGTH, defuse_labels, distinct_labels, speaker_label
 from bot.errors import PromptError
@@ -78,6 +94,14 @@ class SceneCharacter:
     name: str
     description: str
     full_name: str | None = None
+    scenario: str = ""
+    """The card's ``scenario``, a line of the sheet before the setting."""
+    examples: tuple[str, ...] = ()
+    """The card's example dialogue, one block of ``Name: line`` lines per ``<START>``."""
+    system_prompt: str = ""
+    """The card's ``system_prompt`` (see the module docstring for where it goes)."""
+    post_history: str = ""
+    """The card's ``post_history_instructions``."""
 
     @property
     def sheet_name(self) -> str:
@@ -100,6 +124,8 @@ class Scene:
     humans: tuple[str, ...]
     setting: str
     rules: tuple[str, ...] | None = None
+    lore: tuple[str, ...] = ()
+    """The lorebook entries this turn triggered, in prompt order (:func:`bot.core.lorebook.lore_for_turn`)."""
     character_labels: tuple[str, ...] = field(init=False)
     """What each character is called in the prompt, in order: its name as a label (a clash gets ``(2)``)."""
     human_labels: tuple[str, ...] = field(init=False)
@@ -145,6 +171,7 @@ def opening_instruction(scene: Scene) -> str:
 
 def scene_sheet(scene: Scene) -> str:
     """The scene's first user turn, laid out exactly as the card's example (no trailing newline)."""
+    scene = _cards_filled(scene)
     lines = ["Characters:"]
     lines += [
         f"- {speaker_label(c.full_name) if c.full_name else label}, {_one_line(c.description)}"
@@ -154,13 +181,96 @@ def scene_sheet(scene: Scene) -> str:
         f"- USER/{human} - don't generate any speech or actions on behalf of {human}" for human in scene.human_labels
     ]
     rules = default_rules(scene) if scene.rules is None else scene.rules
+    rules = (*rules, *_card_rules(scene))
     if rules:
         lines.append("Rules:")
         lines += [f"- {_one_line(rule)}" for rule in rules]
+    return "\n".join(lines + _sheet_tail(scene))
+
+
+def _sheet_tail(scene: Scene) -> list[str]:
+    """The sheet's lines after its rules: lorebook entries, the cards' scenarios, the setting, the opening."""
+    lines = [entry.strip() for entry in scene.lore if entry.strip()]
+    lines += [c.scenario.strip() for c in scene.characters if c.scenario.strip()]
     if scene.setting.strip():
         lines.append(scene.setting.strip())
     lines.append(opening_instruction(scene))
-    return "\n".join(lines)
+    return lines
+
+
+def card_text(scene: Scene, character: SceneCharacter, text: str, *, original: str | None = None) -> str:
+    """A card's ``text`` with its macros filled for this scene (:func:`bot.core.macros.fill_macros`)."""
+    people = user_name(list(scene.human_labels))
+    label = scene.character_labels[scene.characters.index(character)]
+    return fill_macros(text, char=label, user=people, original=original)
+
+
+def _cards_filled(scene: Scene) -> Scene:
+    """The scene with the macros of its characters' descriptions, scenarios and examples filled."""
+    characters = tuple(
+        dataclasses.replace(
+            c,
+            description=card_text(scene, c, c.description),
+            scenario=card_text(scene, c, c.scenario),
+            examples=tuple(card_text(scene, c, block) for block in c.examples),
+        )
+        for c in scene.characters
+    )
+    return dataclasses.replace(scene, characters=characters)
+
+
+def _card_rules(scene: Scene) -> tuple[str, ...]:
+    """With several characters, each card's ``system_prompt`` and ``post_history_instructions``, as rules."""
+    if len(scene.characters) < 2:
+        return ()
+    texts = [(c, text) for c in scene.characters for text in (c.system_prompt, c.post_history)]
+    return tuple(card_text(scene, c, text, original="") for c, text in texts if text.strip())
+
+
+def example_block(name: str, block: str) -> str:
+    """One block of a card's example dialogue as the sheet shows it, headed ``Example dialogue with {name}:``."""
+    return f"Example dialogue with {speaker_label(name)}:\n{block}"
+
+
+def example_blocks(scene: Scene) -> tuple[str, ...]:
+    """The cast's example dialogue, macros filled, in cast order (:func:`example_block`)."""
+    filled = _cards_filled(scene)
+    return tuple(
+        example_block(label, block)
+        for c, label in zip(filled.characters, filled.character_labels, strict=True)
+        for block in c.examples
+    )
+
+
+def _with_card(scene: Scene, dialogue: Dialogue, original_system: str | None) -> Dialogue:
+    """``dialogue`` with what the cards add: examples between the rules and the rest of the sheet; with one
+    character, its ``system_prompt`` as the system prompt and its ``post_history_instructions`` after the last
+    person's line."""
+    messages = list(dialogue.messages)
+    examples = tuple(ChatMessage("user", block) for block in example_blocks(scene))
+    if examples:  # the sheet in two pinned parts, the examples between them
+        sheet = messages[0].content
+        tail = "\n".join(_sheet_tail(_cards_filled(scene)))
+        head = sheet[: len(sheet) - len(tail)].rstrip("\n")
+        messages[:1] = [ChatMessage("user", head), ChatMessage("user", tail)]
+    system = dialogue.system
+    if len(scene.characters) == 1:
+        (character,) = scene.characters
+        if character.system_prompt.strip():
+            original = system if system is not None else original_system
+            system = card_text(scene, character, character.system_prompt.strip(), original=original or "")
+        after = card_text(scene, character, character.post_history.strip(), original="")
+        last = max(i for i, message in enumerate(messages) if message.role == "user")
+        if after:
+            messages[last] = dataclasses.replace(messages[last], content=f"{messages[last].content}\n{after}")
+    return dataclasses.replace(
+        dialogue,
+        system=system,
+        messages=tuple(messages),
+        pinned=dialogue.pinned + (1 if examples else 0),
+        examples=examples,
+        examples_at=1 if examples else None,
+    )
 
 
 def human_stops(scene: Scene) -> tuple[str, ...]:
@@ -173,7 +283,9 @@ def human_stops(scene: Scene) -> tuple[str, ...]:
     return tuple(f"\n{human}:" for human in scene.human_labels)
 
 
-def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str | None = None) -> Dialogue:
+def scene_dialogue(
+    scene: Scene, messages: Sequence[ChatMessage], *, system: str | None = None, original_system: str | None = None
+) -> Dialogue:
     """The dialogue for the scene so far, ready for ``PromptBuilder.build``.
 
     ``messages`` are the turns after the sheet, oldest first: ``assistant`` messages hold the model's script as it
@@ -183,7 +295,9 @@ def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str
     the card (a line from anyone else in the thread is still prefixed). The sheet is the first user message and is
     pinned, so the token budget drops old turns but never the sheet; if ``messages`` starts with a user line it
     joins the sheet's turn. ``system`` is the channel's system prompt (``None``: the format's default).
-    ``extra_stops`` is :func:`human_stops`.
+    ``extra_stops`` is :func:`human_stops`. What the cards add (examples, a one-character scene's system prompt and
+    post-history instructions) is laid out as the module docstring says; ``original_system`` is the format's default
+    system prompt, which a card's ``{{original}}`` stands for when ``system`` is None.
     """
     sole = scene.human_labels[0] if len(scene.human_labels) == 1 else None
     labels = set(scene.labels)
@@ -196,7 +310,7 @@ def scene_dialogue(scene: Scene, messages: Sequence[ChatMessage], *, system: str
         content = defuse_labels(message.content, labels | {name} if name else labels)
         # The name is dropped once applied, so the builder does not prefix the line a second time.
         turns.append(ChatMessage("user", f"{name}: {content}" if name and name != sole else content))
-    return Dialogue(system, tuple(turns), pinned=1, extra_stops=human_stops(scene))
+    return _with_card(scene, Dialogue(system, tuple(turns), pinned=1, extra_stops=human_stops(scene)), original_system)
 
 
 def person_label(scene: Scene, name: str) -> str:

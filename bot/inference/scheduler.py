@@ -2,9 +2,13 @@
 
 Admission is bounded: past ``max_per_user`` (waiting or running) for one user, or
 ``max_total`` for everyone, :meth:`Scheduler.submit` raises :class:`~bot.errors.BusyError`
-at once. Slots on the backend (its ``max_batch_size``) go to the waiting user who was
-served least recently, so one user's ten requests do not delay another user's first.
-A ticket's queue position is observable and announced on every change.
+at once. A user's requests are counted by an :class:`Admission` that every variant's scheduler
+shares (the engine gives them one), so the per-user cap holds across variants, and its
+:class:`Meter`, when a frontend sets one, counts every admitted request against the user's rate
+limit: each request that reaches the model counts once, whatever asked for it. Slots on the
+backend (its ``max_batch_size``) go to the waiting user who was served least recently, so one
+user's ten requests do not delay another user's first. A ticket's queue position is observable
+and announced on every change.
 
 Every request ends as one report to the scheduler's :class:`~bot.inference.telemetry.RequestLog`
 (a log line, the metrics): a refused one when :meth:`Scheduler.submit` says busy, an admitted
@@ -21,10 +25,55 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from types import TracebackType
+from typing import Protocol
 
 from bot.errors import BusyError
 from bot.inference.telemetry import Outcome, RequestLog, RequestRecord
 from bot.inference.types import Backend, Chunk, FinishReason, Prompt, SamplingParams
+
+
+class Meter(Protocol):
+    """Counts the requests each user sends to the model against a rate limit, whichever variant serves them."""
+
+    def count(self, user: str) -> None:
+        """Count one request of ``user``; past their limit raise :class:`BusyError` saying when to try again (then
+        nothing is counted)."""
+
+    def refund(self, user: str) -> None:
+        """Take one count of ``user`` back: a request admitted but released before it reached the model."""
+
+
+class Admission:
+    """Each user's requests waiting or running, whichever variant's scheduler holds them, and the :class:`Meter`.
+
+    The engine gives one to every variant's scheduler, so ``max_per_user`` is one cap across variants (a
+    comparison of four variants holds four of a user's places) and each request is metered once.
+    """
+
+    def __init__(self, meter: Meter | None = None) -> None:
+        self.meter = meter
+        """Counts each admitted request against the user's rate limit (set by a frontend that limits it)."""
+        self._held: dict[str, int] = {}
+
+    def held(self, user: str) -> int:
+        """The requests ``user`` has waiting or running, over every scheduler sharing this admission."""
+        return self._held.get(user, 0)
+
+    def take(self, user: str) -> None:
+        """Meter one request of ``user`` (which may refuse it: :class:`BusyError`), then hold its place."""
+        if self.meter is not None:
+            self.meter.count(user)
+        self._held[user] = self.held(user) + 1
+
+    def give_back(self, user: str, *, reached_model: bool) -> None:
+        """Free a place of ``user``; a request that never reached the model is refunded to the meter."""
+        left = self.held(user) - 1
+        if left > 0:
+            self._held[user] = left
+        else:
+            self._held.pop(user, None)
+        if not reached_model and self.meter is not None:
+            self.meter.refund(user)
 
 
 class Ticket:
@@ -41,6 +90,7 @@ class Ticket:
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
         self._done = False
+        self._reached_model = False
         # What the request's report needs, filled in as it goes (monotonic seconds).
         self._admitted_at = time.monotonic()
         self._slot_at: float | None = None
@@ -71,6 +121,7 @@ class Ticket:
     async def stream(self) -> AsyncIterator[Chunk]:
         """Wait for a slot, then stream the backend's chunks."""
         await self._started.wait()
+        self._reached_model = True
         try:
             async with aclosing(self._scheduler.backend.generate(self.prompt, self.params)) as chunks:
                 async for chunk in chunks:
@@ -141,7 +192,8 @@ class Scheduler:
         self.max_running = max_running or backend.max_batch_size
         self._waiting: dict[str, deque[Ticket]] = {}
         self._running: set[Ticket] = set()
-        self._per_user: dict[str, int] = {}
+        self.admission = Admission()
+        """Each user's requests and the rate meter; the engine replaces it with one all its variants share."""
         self._last_served: dict[str, int] = {}
         self._clock = itertools.count(1)
         self.log = RequestLog(backend.name)
@@ -163,16 +215,18 @@ class Scheduler:
         """
         if conversation is not None and prompt.conversation is None:
             prompt = dataclasses.replace(prompt, conversation=conversation)
-        if self._per_user.get(user, 0) >= self.max_per_user:
+        try:
+            if self.admission.held(user) >= self.max_per_user:
+                raise BusyError(
+                    f"You already have {self.max_per_user} requests waiting or running; wait for one to finish."
+                )
+            if self.running + self.waiting >= self.max_total:
+                raise BusyError("The bot is busy right now; please try again in a minute.")
+            self.admission.take(user)  # last: a request refused above is not metered
+        except BusyError:
             self._refuse(user, prompt, conversation)
-            raise BusyError(
-                f"You already have {self.max_per_user} requests waiting or running; wait for one to finish."
-            )
-        if self.running + self.waiting >= self.max_total:
-            self._refuse(user, prompt, conversation)
-            raise BusyError("The bot is busy right now; please try again in a minute.")
+            raise
         ticket = Ticket(self, user, prompt, params, conversation)
-        self._per_user[user] = self._per_user.get(user, 0) + 1
         self._waiting.setdefault(user, deque()).append(ticket)
         self._dispatch()
         self._announce()
@@ -227,9 +281,8 @@ class Scheduler:
             self._waiting[ticket.user].remove(ticket)
         else:
             return
-        self._per_user[ticket.user] -= 1
-        if not self._per_user[ticket.user]:
-            del self._per_user[ticket.user]
+        self.admission.give_back(ticket.user, reached_model=ticket._reached_model)
+        if not self._waiting.get(ticket.user):
             self._waiting.pop(ticket.user, None)
         self._dispatch()
         self._announce()

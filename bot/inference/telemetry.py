@@ -28,7 +28,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     """The model failed while answering (OOM included), or the backend closed under it."""
     BUSY = "busy"
-    """Refused at admission: the per-user or global cap was reached."""
+    """Refused at admission: the per-user or global cap was reached, or the user's rate limit."""
     TOO_LONG = "too_long"
     """Refused before admission: the message cannot fit the context window."""
 

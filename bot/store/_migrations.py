@@ -280,6 +280,17 @@ ALTER TABLE riddles ADD COLUMN explanation TEXT NOT NULL DEFAULT '';
 """
 """The model's reasoning after a riddle's answer, shown when the answer is revealed ('' when it gave none)."""
 
+_CARD_EXAMPLES_ARE_NOT_A_SPEAKING_STYLE = """
+UPDATE characters SET speaking_style = ''
+WHERE speaking_style <> ''
+  AND json_valid(extra)
+  AND speaking_style = json_extract(extra, '$.mes_example')
+  AND json_type(extra, '$.extensions.airoboros_bot.speaking_style') IS NULL;
+"""
+"""Cards imported before scenes used ``mes_example`` as example dialogue had it copied into the speaking style (and
+so into the sheet, pinned, ``{{user}}:`` lines and all); the card keeps it in ``extra``, so the copy goes. A speaking
+style our own export carried (``extensions.airoboros_bot``) is a real one and stays."""
+
 _CATCH_UP_MARKS = """
 ALTER TABLE conversations ADD COLUMN seen_up_to INTEGER;
 
@@ -328,6 +339,7 @@ MIGRATIONS: tuple[str, ...] = (
     _SCENES,
     _RIDDLE_EXPLANATIONS,
     _SCENE_MODES,
+    _CARD_EXAMPLES_ARE_NOT_A_SPEAKING_STYLE,
     _CATCH_UP_MARKS,
     _PASSAGE_ROWIDS,
 )

@@ -122,6 +122,14 @@ class Scenes:
             (thread_id, user_id, name, thread_id),
         )
 
+    async def rename_human(self, thread_id: int, user_id: int, name: str) -> bool:
+        """``user_id`` goes by ``name`` in the scene from now on (a proxy's name); False if they are not in it."""
+        return await self._change(
+            "rename you in the scene",
+            "UPDATE scene_humans SET display_name = ? WHERE scene_id = ? AND user_id = ?",
+            (name, thread_id, user_id),
+        )
+
     async def add_character(self, thread_id: int, character_id: int, *, avatar_message_id: int | None = None) -> bool:
         """The character joins the cast (last); False if it was in it already."""
         return await self._change(

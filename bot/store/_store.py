@@ -148,14 +148,16 @@ class Store(Database):
         token_count: int | None = None,
         status: MessageStatus | None = None,
         external_ids: Sequence[int] | None = None,
+        author_name: str | None = None,
     ) -> bool:
         """Change a stored message in place (an edit, a finished or regenerated reply); False if it is gone.
 
-        ``external_ids``, when given, replace the message's links.
+        ``external_ids``, when given, replace the message's links; ``author_name`` renames its author (a proxy).
         """
         assignments: list[str] = []
         values: list[object] = []
-        for column, value in (("content", content), ("token_count", token_count), ("status", status)):
+        changes = (("content", content), ("token_count", token_count), ("status", status), ("author_name", author_name))
+        for column, value in changes:
             if value is not None:
                 assignments.append(f"{column} = ?")
                 values.append(value.value if isinstance(value, MessageStatus) else value)
@@ -232,6 +234,16 @@ class Store(Database):
         """Delete one message; deleting a message that does not exist is not an error."""
         async with self._use("delete the message", write=True) as db:
             await db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    async def authors(self, conversation_id: int) -> set[int]:
+        """The people who wrote in the conversation: the authors of its users' messages."""
+        async with self._use("load the conversation's authors") as db:
+            rows = await db.execute_fetchall(
+                "SELECT DISTINCT author_id FROM messages WHERE conversation_id = ? AND role = ?"
+                " AND author_id IS NOT NULL",
+                (conversation_id, Role.USER.value),
+            )
+        return {int(row[0]) for row in rows}
 
     async def reset_conversation(self, conversation_id: int) -> int:
         """Delete every message of the conversation (keeping the conversation) and return how many there were."""

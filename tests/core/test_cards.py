@@ -27,6 +27,7 @@ from bot.core.cards import (
     placeholder_png,
     read_png_text_chunks,
 )
+from tests.core._cards import card_file, card_object, long_card, png_card
 
 V2: dict[str, Any] = {
     "spec": "chara_card_v2",
@@ -66,10 +67,11 @@ def chara(text: bytes) -> bytes:
 
 
 def test_v2_json_maps_our_fields_and_keeps_the_rest() -> None:
-    """A V2 card's name, description and personality map to ours; mes_example is the speaking style; rest is kept."""
+    """A V2 card's name, description and personality map to ours; mes_example stays example dialogue; rest is kept."""
     card = parse_card(json.dumps(V2).encode(), "aria.json")
     assert (card.name, card.description, card.personality) == ("Aria", "A ship's navigator.", "calm, curious")
-    assert card.speaking_style == "<START>\n{{char}}: Steady as she goes."
+    assert card.speaking_style == ""
+    assert card.extra["mes_example"] == "<START>\n{{char}}: Steady as she goes."
     assert card.extra["scenario"] == "On the bridge." and card.extra["tags"] == ["space"]
     assert card.avatar is None
 
@@ -82,7 +84,7 @@ def test_v2_json_round_trip_gives_back_every_field() -> None:
     expected = dict(V2["data"])
     expected["extensions"] = {
         "depth_prompt": {"depth": 4},
-        "airoboros_bot": {"speaking_style": "<START>\n{{char}}: Steady as she goes."},
+        "airoboros_bot": {"speaking_style": ""},
     }
     assert exported["data"] == expected
     assert parse_card(card_json(card), "again.json").speaking_style == card.speaking_style
@@ -105,12 +107,8 @@ def test_v1_flat_card_is_read() -> None:
     """A V1 card (flat object, no spec) is read the same way."""
     v1 = {"name": "Old", "description": "From before.", "personality": "gruff", "mes_example": "Hmph."}
     card = parse_card(json.dumps(v1).encode(), "old.json")
-    assert (card.name, card.description, card.personality, card.speaking_style) == (
-        "Old",
-        "From before.",
-        "gruff",
-        "Hmph.",
-    )
+    assert (card.name, card.description, card.personality, card.speaking_style) == ("Old", "From before.", "gruff", "")
+    assert card.extra["mes_example"] == "Hmph."
 
 
 def test_png_card_is_read_and_its_image_becomes_the_avatar() -> None:
@@ -155,7 +153,8 @@ def test_placeholder_png_is_a_valid_image() -> None:
     [
         (b"{not json", "x.json", "not valid JSON"),
         (b"[1, 2]", "x.json", "must be a JSON object"),
-        (json.dumps({"spec": "chara_card_v3", "data": {}}).encode(), "x.json", "Unsupported card spec"),
+        (json.dumps({"spec": "chara_card_v4", "data": {}}).encode(), "x.json", "Unsupported card spec"),
+        (json.dumps({"spec": "chara_card_v3", "spec_version": "3.0"}).encode(), "x.json", "V3 card has no `data`"),
         (json.dumps({"spec": "chara_card_v2", "spec_version": "2.0"}).encode(), "x.json", "no `data`"),
         (json.dumps({"description": "nameless"}).encode(), "x.json", "has no `name`"),
         (json.dumps({"name": ""}).encode(), "x.json", "needs a name"),
@@ -163,7 +162,6 @@ def test_placeholder_png_is_a_valid_image() -> None:
         (json.dumps({"name": "My Discord Pal"}).encode(), "x.json", "“discord”"),
         (json.dumps({"name": "CLYDE"}).encode(), "x.json", "“clyde”"),
         (json.dumps({"name": "A", "description": 5}).encode(), "x.json", "`description` must be text"),
-        (json.dumps({"name": "A", "description": "d" * 4001}).encode(), "x.json", "at most 4000"),
         (b" " * (CARD_MAX_BYTES + 1), "big.json", "at most 1.0 MB"),
         (png(), "plain.png", "without a character card"),
         (png(chara(b"not base64!!")), "bad.png", "not valid base64"),
@@ -185,11 +183,11 @@ def nested(depth: int) -> bytes:
     return ('{"name": "Deep", "character_book": ' + inner + "}").encode()
 
 
-def png_card(raw: bytes) -> bytes:
+def png_of(raw: bytes) -> bytes:
     return png(chara(base64.b64encode(raw)))
 
 
-@pytest.mark.parametrize("wrap", [lambda raw: raw, png_card], ids=["json", "png"])
+@pytest.mark.parametrize("wrap", [lambda raw: raw, png_of], ids=["json", "png"])
 def test_deeply_nested_json_is_refused_clearly(wrap: Any) -> None:
     """JSON nested 100,000 deep (a JSON file, or inside a PNG) is a CardError naming the limit, not a RecursionError."""
     with pytest.raises(CardError, match=f"nested 100000 levels deep; a card may nest at most {CARD_MAX_DEPTH}"):
@@ -214,7 +212,7 @@ def test_a_card_one_level_past_the_limit_is_refused() -> None:
 def test_json_inside_a_png_has_the_json_cards_size_limit() -> None:
     """A PNG under the image limit whose chara chunk decodes to more than 1 MB of JSON is refused, naming both."""
     raw = json.dumps({"name": "Big", "creator_notes": "n" * CARD_MAX_BYTES}).encode()
-    image = png_card(raw)
+    image = png_of(raw)
     assert len(image) < AVATAR_MAX_BYTES
     with pytest.raises(
         CardError, match=r"The card in the `chara` chunk of `big.png` is 1.0 MB of JSON; .* at most 1.0 MB"
@@ -261,3 +259,34 @@ def test_check_name_tidies_spaces() -> None:
 def test_image_type_sniffs_the_first_bytes(data: bytes, expected: str | None) -> None:
     """PNG, JPEG, GIF and WebP are known by their signature; anything else is None."""
     assert image_type(data) == expected
+
+
+def test_v3_json_is_read_with_its_v2_fields_and_keeps_its_own() -> None:
+    """A chara_card_v3 card maps like V2; nickname, group greetings and the rest are kept for export."""
+    card = parse_card(card_file("vex_v3.json"), "vex.json")
+    assert (card.name, card.personality) == ("Vex", "dry, exact")
+    assert card.extra["scenario"] == "Docking bay 9 of Ceres Ring."
+    assert card.extra["nickname"] == "V" and len(card.extra["group_only_greetings"]) == 1
+    assert json.loads(card_json(card))["data"]["source"] == ["https://cards.example/vex"]
+
+
+def test_a_png_ccv3_chunk_wins_over_its_v2_backfill() -> None:
+    """With both chunks, the card is read from ``ccv3``; the avatar keeps neither."""
+    backfill = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Vex (V2 backfill)"}}
+    image = png_card(chara=backfill, ccv3=card_object("vex_v3.json"))
+    card = parse_card(image, "vex.png")
+    assert card.name == "Vex"
+    assert card.avatar == placeholder_png(8)
+    assert read_png_text_chunks(card_png(card.avatar, card)).keys() == {"chara"}
+
+
+def test_an_over_long_description_is_trimmed_and_marked_not_refused() -> None:
+    """A 6,000-character description is cut at a word to at most 4,000; the card says so, and keeps saying it."""
+    original = long_card()
+    card = parse_card(json.dumps(original).encode(), "archivist.json")
+    assert 3800 < len(card.description) <= 4000
+    assert original["data"]["description"].startswith(card.description + " ")  # cut between two words
+    assert card.trimmed == {"description": 6000}
+    assert card.extra["extensions"]["airoboros_bot"]["trimmed"] == {"description": 6000}
+    exported = parse_card(card_json(card), "again.json")
+    assert exported.extra["extensions"]["airoboros_bot"]["trimmed"] == {"description": 6000}

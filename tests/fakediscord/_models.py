@@ -20,6 +20,7 @@ class ChannelType:
 
     GUILD_TEXT = 0
     DM = 1
+    GUILD_FORUM = 15
     PUBLIC_THREAD = 11
     PRIVATE_THREAD = 12
     THREADS = (PUBLIC_THREAD, PRIVATE_THREAD)

@@ -128,17 +128,25 @@ def channel_payload(state: FakeState, channel: FakeChannel) -> dict[str, Any]:
             }
         return payload
     roles = state.guilds[channel.guild_id].roles if channel.guild_id is not None else {}
-    return payload | {
-        "position": channel.position,
-        "parent_id": None,
-        "topic": None,
-        "nsfw": channel.nsfw,
-        "permission_overwrites": [
-            {"id": str(target), "type": 0 if target in roles else 1, "allow": str(allow), "deny": str(deny)}
-            for target, (allow, deny) in channel.overwrites.items()
-        ],
-        "default_auto_archive_duration": 1440,
-    }
+    return (
+        payload
+        | {
+            "position": channel.position,
+            "parent_id": None,
+            "topic": None,
+            "nsfw": channel.nsfw,
+            "permission_overwrites": [
+                {"id": str(target), "type": 0 if target in roles else 1, "allow": str(allow), "deny": str(deny)}
+                for target, (allow, deny) in channel.overwrites.items()
+            ],
+            "default_auto_archive_duration": 1440,
+        }
+        | (
+            {"available_tags": [], "default_reaction_emoji": None, "default_forum_layout": 0}
+            if channel.type == ChannelType.GUILD_FORUM
+            else {}
+        )
+    )
 
 
 def guild_create_payload(state: FakeState, guild: FakeGuild) -> dict[str, Any]:

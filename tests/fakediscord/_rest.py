@@ -465,16 +465,25 @@ class RestApi:
 
     async def thread_without_message(self, request: ApiRequest) -> Any:
         body = request.body()
+        parent = self._bot_channel(request)
+        forum = parent.type == ChannelType.GUILD_FORUM
+        if forum and not self._bot_has(parent, Permission.SEND_MESSAGES):
+            raise ApiError(403, 50013, "Missing Permissions")  # a forum post is a message
         thread = self._state.create_thread(
-            self._bot_channel(request),
+            parent,
             self._state.bot_user,
             name=body.get("name"),
             # API v10: without "type" Discord makes a *private* thread.
             type=int(body.get("type") or ChannelType.PRIVATE_THREAD),
             auto_archive_duration=body.get("auto_archive_duration"),
             invitable=bool(body.get("invitable", True)),
+            starter=body.get("message"),
+            files=request.files,
         )
-        return _payloads.channel_payload(self._state, thread)
+        payload = _payloads.channel_payload(self._state, thread)
+        if forum:  # a forum post comes back with its first message
+            payload["message"] = _payloads.message_payload(self._state, self._state.message(thread.id, thread.id))
+        return payload
 
     async def put_thread_member(self, request: ApiRequest) -> Any:
         user = request.params["user"]

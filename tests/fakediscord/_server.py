@@ -171,6 +171,10 @@ class FakeDiscord:
         """Create a text channel (``nsfw``: age-restricted)."""
         return self._state.add_text_channel(guild, name, nsfw=nsfw)
 
+    def add_forum_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
+        """Create a forum channel: its threads are posts, each opened with a message."""
+        return self._state.add_text_channel(guild, name, type=ChannelType.GUILD_FORUM)
+
     def add_user(self, username: str, display_name: str | None = None) -> FakeUser:
         """Create a user in no guild (someone who can only DM the bot)."""
         return self._state.add_user(username, display_name)
@@ -407,6 +411,19 @@ class FakeDiscord:
     def add_webhook(self, channel_id: int | str, name: str, creator: FakeUser) -> FakeWebhook:
         """Someone (another integration, a moderator) makes a webhook in a text channel; 15 at most per channel."""
         return self._state.create_webhook(self._state.channel(channel_id), name, creator)
+
+    async def post_as_webhook(
+        self, webhook: FakeWebhook, channel_id: int | str, content: str, *, username: str | None = None
+    ) -> dict[str, Any]:
+        """Another bot (PluralKit, Tupperbox) posts through its webhook under ``username`` (MESSAGE_CREATE)."""
+        channel = self._state.channel(channel_id)
+        body: dict[str, Any] = {"content": content} | ({"username": username} if username else {})
+        with self._state.collect_dispatches() as written:
+            message = self._state.create_message(
+                channel, FakeUser(webhook.id, webhook.name, bot=True), body, webhook=webhook
+            )
+        await self._flush(written)
+        return self._state.message_dict(message)
 
     def delete_webhook(self, webhook_id: int | str) -> None:
         """A moderator deletes a channel webhook; its messages stay, later calls with it get 404 Unknown Webhook."""

@@ -182,11 +182,13 @@ class FakeState:
         self.changed()
         return member
 
-    def add_text_channel(self, guild: FakeGuild, name: str, *, nsfw: bool = False) -> FakeChannel:
-        """Create a text channel in ``guild`` (``nsfw``: age-restricted)."""
+    def add_text_channel(
+        self, guild: FakeGuild, name: str, *, nsfw: bool = False, type: int = ChannelType.GUILD_TEXT
+    ) -> FakeChannel:
+        """Create a text channel in ``guild`` (``nsfw``: age-restricted; ``type``: a forum, say)."""
         channel = FakeChannel(
             self.snowflake(),
-            ChannelType.GUILD_TEXT,
+            type,
             name,
             guild_id=guild.id,
             position=len(guild.channel_ids),
@@ -310,6 +312,7 @@ class FakeState:
         webhook: FakeWebhook | None = None,
         interaction: InteractionHandle | None = None,
         allow_ephemeral: bool = False,
+        message_id: int | None = None,
     ) -> FakeMessage:
         """Validate a message-create body (REST JSON shape) and post it, dispatching MESSAGE_CREATE."""
         files = list(files)
@@ -326,7 +329,7 @@ class FakeState:
         if not has_body and not flags & MessageFlag.LOADING:
             raise ApiError(400, 50006, "Cannot send an empty message")
         message = FakeMessage(
-            id=self.snowflake(),
+            id=message_id or self.snowflake(),
             channel_id=channel.id,
             guild_id=channel.guild_id,
             author=author,
@@ -505,10 +508,21 @@ class FakeState:
         from_message: FakeMessage | None = None,
         auto_archive_duration: int | None = None,
         invitable: bool = True,
+        starter: dict[str, Any] | None = None,
+        files: Iterable[tuple[str, bytes, str | None]] = (),
     ) -> FakeChannel:
-        """Start a thread (from a message: the thread gets the message's id), dispatching THREAD_CREATE."""
-        if parent.type != ChannelType.GUILD_TEXT:
+        """Start a thread (from a message: the thread gets the message's id), dispatching THREAD_CREATE.
+
+        In a forum a thread is a post: it needs ``starter`` (the message body it opens with), is public, and its
+        first message, inside it, has the thread's id.
+        """
+        forum = parent.type == ChannelType.GUILD_FORUM
+        if parent.type != ChannelType.GUILD_TEXT and not forum:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        if forum and (starter is None or from_message is not None):
+            raise invalid_form("message", "BASE_TYPE_REQUIRED", "A forum post needs a message.")
+        if forum:
+            type = ChannelType.PUBLIC_THREAD
         name = check_channel_name(name)
         if type not in ChannelType.THREADS:
             raise invalid_form("type", "BASE_TYPE_CHOICES", f"Value must be one of {ChannelType.THREADS}.")
@@ -543,7 +557,10 @@ class FakeState:
             from_message.flags |= MessageFlag.HAS_THREAD
         payload = _payloads.channel_payload(self, thread) | {"newly_created": True}
         self.dispatch("THREAD_CREATE", payload, guild_id=thread.guild_id)
-        if from_message is None and type == ChannelType.PUBLIC_THREAD:
+        if forum:
+            assert starter is not None
+            self.create_message(thread, owner, starter, files=files, message_id=thread.id)
+        elif from_message is None and type == ChannelType.PUBLIC_THREAD:
             # Discord announces a public thread started without a message in its parent channel.
             notice = self.create_message(parent, owner, {"content": name}, type=MessageType.THREAD_CREATED)
             notice.message_reference = {"channel_id": str(thread.id), "guild_id": str(thread.guild_id)}
@@ -576,7 +593,7 @@ class FakeState:
 
     def create_webhook(self, channel: FakeChannel, name: Any, creator: FakeUser) -> FakeWebhook:
         """Create a channel webhook; names with "discord" or "clyde" are refused, as on Discord, and so is a 16th."""
-        if channel.type != ChannelType.GUILD_TEXT or channel.guild_id is None:
+        if channel.type not in (ChannelType.GUILD_TEXT, ChannelType.GUILD_FORUM) or channel.guild_id is None:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
         check_webhook_name(name, "name")
         if sum(1 for w in self.webhooks.values() if w.channel_id == channel.id) >= MAX_WEBHOOKS_PER_CHANNEL:

@@ -8,17 +8,22 @@ from typing import Any
 import pytest
 
 from bot.errors import BusyError
-from bot.inference.scheduler import Scheduler, Ticket
+from bot.inference.scheduler import Admission, Scheduler, Ticket
 from bot.inference.types import Prompt, SamplingParams
-from tests.doubles import ScriptedBackend
+from tests.doubles import RecordingMeter, ScriptedBackend
 
 PROMPT = Prompt("p", (1, 2, 3), ())
 PARAMS = SamplingParams(max_new_tokens=3)
 
 
-def scheduler(*, running: int = 1, per_user: int = 10, total: int = 100, delay: float = 0.01) -> Scheduler:
+def scheduler(
+    *, running: int = 1, per_user: int = 10, total: int = 100, delay: float = 0.01, admission: Admission | None = None
+) -> Scheduler:
     backend: Any = ScriptedBackend(tokenizer=None, script=lambda p: "a b c", max_batch_size=running, delay=delay)  # type: ignore[arg-type]
-    return Scheduler(backend, max_per_user=per_user, max_total=total)
+    made = Scheduler(backend, max_per_user=per_user, max_total=total)
+    if admission is not None:
+        made.admission = admission
+    return made
 
 
 async def consume(ticket: Ticket, starts: list[str], label: str) -> None:
@@ -114,3 +119,64 @@ async def test_cancelled_consumer_releases_its_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await slow
     assert nxt.started
+
+
+def test_schedulers_sharing_an_admission_cap_a_user_across_them() -> None:
+    """The per-user cap counts a user's requests on every variant: one on each of two fills a cap of two."""
+    shared = Admission()
+    first, second = scheduler(per_user=2, admission=shared), scheduler(per_user=2, admission=shared)
+    first.submit("alice", PROMPT, PARAMS)
+    second.submit("alice", PROMPT, PARAMS)
+    with pytest.raises(BusyError, match="already have 2"):
+        first.submit("alice", PROMPT, PARAMS)
+    second.submit("bob", PROMPT, PARAMS)
+
+
+def test_every_admitted_request_is_metered_once() -> None:
+    """Each request a scheduler admits counts once on the meter, whichever scheduler sharing it takes it."""
+    meter = RecordingMeter()
+    shared = Admission(meter)
+    first, second = scheduler(admission=shared), scheduler(admission=shared)
+    first.submit("alice", PROMPT, PARAMS)
+    second.submit("alice", PROMPT, PARAMS)
+    second.submit("bob", PROMPT, PARAMS)
+    assert meter.counted == {"alice": 2, "bob": 1}
+
+
+def test_a_request_the_meter_refuses_is_not_admitted() -> None:
+    """Past the meter's limit the request is refused as busy and holds no place in the queue."""
+    s = scheduler(per_user=10, admission=Admission(RecordingMeter(limit=1)))
+    s.submit("alice", PROMPT, PARAMS)
+    with pytest.raises(BusyError, match="too fast"):
+        s.submit("alice", PROMPT, PARAMS)
+    assert s.admission.held("alice") == 1 and s.waiting == 0
+
+
+def test_a_request_refused_by_a_cap_is_not_metered() -> None:
+    """A request the per-user or global cap refuses never reaches the meter."""
+    meter = RecordingMeter()
+    s = scheduler(per_user=1, total=2, admission=Admission(meter))
+    s.submit("alice", PROMPT, PARAMS)
+    with pytest.raises(BusyError):
+        s.submit("alice", PROMPT, PARAMS)
+    s.submit("bob", PROMPT, PARAMS)
+    with pytest.raises(BusyError):
+        s.submit("carol", PROMPT, PARAMS)
+    assert meter.counted == {"alice": 1, "bob": 1}
+
+
+def test_a_request_released_before_reaching_the_model_is_refunded() -> None:
+    """A ticket given back before its stream began (refused later, stopped in the queue) counts nothing."""
+    meter = RecordingMeter()
+    s = scheduler(admission=Admission(meter))
+    s.submit("alice", PROMPT, PARAMS).release()
+    assert meter.refunds == ["alice"] and meter.counted == {"alice": 0}
+    assert s.admission.held("alice") == 0
+
+
+async def test_a_request_that_reached_the_model_stays_counted() -> None:
+    """A ticket whose stream ran is not refunded when it is released."""
+    meter = RecordingMeter()
+    s = scheduler(admission=Admission(meter))
+    await consume(s.submit("alice", PROMPT, PARAMS), [], "alice")
+    assert meter.refunds == [] and meter.counted == {"alice": 1}

@@ -215,3 +215,28 @@ async def test_a_database_full_of_conversations_upgrades_from_the_first_schema(
     assert query(db_path, "SELECT COUNT(*) FROM message_links") == [(500,)]
     assert query(db_path, "PRAGMA foreign_key_check") == []
     assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+async def test_a_cards_examples_copied_into_the_speaking_style_are_taken_out(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading empties a speaking style that is an imported card's mes_example; real speaking styles stay."""
+    before = migrations.MIGRATIONS.index(migrations._CARD_EXAMPLES_ARE_NOT_A_SPEAKING_STYLE)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:before])
+    async with await Store.open(db_path) as store:
+        examples = "<START>\n{{user}}: hi\n{{char}}: hello"
+        ours = {"mes_example": "Terse.", "extensions": {"airoboros_bot": {"speaking_style": "Terse."}}}
+        for name, style, extra in (
+            ("Imported", examples, {"mes_example": examples}),
+            ("Ours", "Terse.", ours),
+            ("Typed", "Short sentences.", {}),
+        ):
+            await store.characters.create(
+                guild_id=1, name=name, description="d", personality="", speaking_style=style, creator_id=2, extra=extra
+            )
+    monkeypatch.undo()
+    async with await Store.open(db_path) as store:
+        styles = {c.name: c.speaking_style for c in await store.characters.list(1)}
+        imported = await store.characters.get(1, "Imported")
+    assert styles == {"Imported": "", "Ours": "Terse.", "Typed": "Short sentences."}
+    assert imported is not None and imported.extra["mes_example"] == examples

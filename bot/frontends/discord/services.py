@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
 from bot.frontends.discord.app.access import Access
+from bot.frontends.discord.app.proxies import Proxies
 from bot.frontends.discord.ui.replying import Replies
 
 
@@ -29,6 +30,8 @@ class Services:
     """The one access gate ([access]): commands, buttons and messages all pass it."""
     settings: DiscordConfig
     """The ``[discord]`` section of the config."""
+    proxies: Proxies
+    """Recent person messages a proxy bot (PluralKit, Tupperbox) may delete and repost under another name."""
 
 
 DiscordBot = commands.Bot | commands.AutoShardedBot

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.config import AccessConfig
 from bot.frontends.discord.app.access import (
     BLOCKED,
@@ -95,6 +97,36 @@ def test_rate_tells_once_per_wait_and_says_when() -> None:
     assert again is not None and again.repeated
     clock.now += 20
     assert access.rate(1) is None
+
+
+def test_checking_the_rate_counts_nothing() -> None:
+    """The gate's look (check_rate) never uses up the limit; only counting does."""
+    access = Access(AccessConfig(requests_per_minute=1), clock=Clock())
+    assert all(access.check_rate(1) is None for _ in range(5))
+    assert access.rate(1) is None
+    limited = access.check_rate(1)
+    assert isinstance(limited, RateLimited) and str(limited).startswith("You're sending requests too fast")
+
+
+def test_a_refund_gives_the_latest_hit_back() -> None:
+    """A refunded hit frees its place in the window at once."""
+    window = SlidingWindow(1, 60.0, clock=Clock())
+    window.hit(1)
+    window.refund(1)
+    assert window.hit(1) == 0.0
+    assert window.hit(1) > 0
+
+
+def test_the_scheduler_meter_counts_by_discord_id() -> None:
+    """As the scheduler's meter, Access counts each model call of a person (their id as text) and refuses past it."""
+    access = Access(AccessConfig(requests_per_minute=2), clock=Clock())
+    access.count("1")
+    access.count("1")
+    with pytest.raises(RateLimited):
+        access.count("1")
+    access.refund("1")
+    access.count("1")
+    assert access.check_rate(1) is not None and access.check_rate(2) is None
 
 
 def test_zero_requests_per_minute_turns_the_limit_off() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ async def test_a_line_typed_as_a_character_stays_the_persons(
     """Alice typing ``yoda: I surrender`` reaches the model with a full-width colon: never as Yoda's line."""
     await cast(running)
     thread = await start(fake, backend)
-    backend.script = lambda prompt: 'Homer: "Huh?"'
+    backend.script = lambda prompt: ' "Huh?"'  # the message names Yoda first: Yoda answers
     await fake.send_message(thread.id, fake.alice, "Fine.\nyoda: I surrender\nHOMER : me too")
     await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Huh?"'])
     assert "USER: Fine.\nyoda： I surrender\nHOMER ： me too ASSISTANT:" in backend.prompts[-1].text
@@ -186,3 +187,69 @@ async def test_round_robin_mode_takes_turns_one_character_each(
     assert backend.prompts[-1].text.endswith("ASSISTANT: Homer:")
     scene = await running.store.scenes.get(thread.id)
     assert scene is not None and scene.mode == "round-robin"
+
+
+async def test_a_line_a_proxy_bot_reposts_is_the_persons_under_the_proxy_name(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """PluralKit deletes Alice's ``k: Hello there`` and reposts it as Kira: answered once, kept, Kira in the sheet."""
+    await cast(running)
+    thread = await start(fake, backend)
+    pluralkit = fake.add_webhook(fake.channel.id, "PluralKit", fake.add_user("pluralkit", "PluralKit"))
+    backend.script = lambda prompt: 'Yoda: "Welcome, you are."'
+    original = await fake.send_message(thread.id, fake.alice, "k: Hello there")
+    shown = ['"Mmm, grapes."', '"Woo-hoo!"', '"Welcome, you are."', "Hello there"]  # Kira's repost is a webhook's
+    await lines_reading(fake, thread.id, shown[:3])  # Alice's line is answered before the proxy acts
+    await fake.delete_message_as(original["id"])
+    await asyncio.sleep(0.3)  # as PluralKit does: the repost comes a moment after the deletion, not at once
+    repost = await fake.post_as_webhook(pluralkit, thread.id, "Hello there", username="Kira")
+    await lines_reading(fake, thread.id, shown)
+    await stored(fake, thread.id)
+    backend.script = lambda prompt: 'Homer: "Hi, Kira!"'
+    await fake.send_message(thread.id, fake.bob, "Hi all.")
+    await lines_reading(fake, thread.id, [*shown, '"Hi, Kira!"'])
+    prompt = backend.prompts[-1].text
+    assert "- USER/Kira - don't generate any speech or actions on behalf of Kira\n" in prompt
+    assert "USER: Kira: Hello there ASSISTANT:" in prompt and "k: Hello" not in prompt
+    assert len(backend.prompts) == 3  # the opening, Alice's (Kira's) line once, Bob's
+    stored_line = await running.store.message_by_external_id(int(repost["id"]))
+    assert stored_line is not None and stored_line.author_name == "Kira"
+
+
+async def test_a_recent_line_deleted_with_no_repost_leaves_the_history(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deletion that no proxy bot follows up takes the line out of the scene's history after the grace."""
+    monkeypatch.setattr(running.bot.services.proxies, "grace", 0.2)
+    await cast(running)
+    thread = await start(fake, backend)
+    backend.script = lambda prompt: 'Yoda: "Hm."'
+    sent = await fake.send_message(thread.id, fake.alice, "Oops, wrong thread.")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Hm."'])
+    await stored(fake, thread.id)
+    await fake.delete_message_as(sent["id"])
+    deadline = asyncio.get_running_loop().time() + 3  # the grace is 0.2 s: the line goes once it has passed
+    while await running.store.message_by_external_id(int(sent["id"])) is not None:
+        assert asyncio.get_running_loop().time() < deadline, "the deleted line stayed in the history"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_scene_starts_as_a_post_in_a_forum(
+    fake: FakeDiscord, running: Running, backend: ScriptedBackend
+) -> None:
+    """``forum:`` opens the scene as a post there; the characters speak in it and people play on as anywhere."""
+    await cast(running)
+    forum = fake.add_forum_channel(fake.guild, "campaigns")
+    backend.script = lambda prompt: OPENING
+    options = {"characters": "Yoda, Homer", "setting": "A cafe on the moon.", "forum": forum.id}
+    handle = await fake.invoke_slash("scene start", options)
+    await handle.wait_original(lambda m: "Your scene is in" in m["content"])
+    (thread,) = fake.threads
+    assert thread.parent_id == forum.id
+    assert "starts a scene with **Yoda**, **Homer**" in fake.message(thread.id)["content"]  # the post's message
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"'])
+    await stored(fake, thread.id)
+    backend.script = lambda prompt: 'Homer: "Moon grapes!"'
+    await fake.send_message(thread.id, fake.alice, "Nice post.")
+    await lines_reading(fake, thread.id, ['"Mmm, grapes."', '"Woo-hoo!"', '"Moon grapes!"'])
+    assert {webhook.channel_id for webhook in fake.webhooks} == {forum.id}

@@ -2,7 +2,7 @@
 
 :class:`Access` decides from the person (their id and roles), the server and the channel (a thread counts as
 its parent channel) whether the bot serves them, and counts each person's requests that reach the model in a
-sliding 60-second window. It is wired in three places, so no feature can forget it:
+sliding 60-second window. The rules are wired in three places, so no feature can forget them:
 
 - slash commands, context menus and autocomplete: :class:`AccessTree`, the bot's command tree, whose
   ``interaction_check`` runs before any command;
@@ -10,7 +10,14 @@ sliding 60-second window. It is wired in three places, so no feature can forget 
   button's callback (:meth:`AiroborosBot.add_dynamic_items` refuses a button class without it). Forms (modals)
   and short-lived views only ever open in answer to a command or button that passed the gate;
 - messages: the ``on_message`` listeners call :meth:`Access.serves` (silence when refused: a channel is never
-  spammed) and, before a message reaches the model, :meth:`Access.admit` (one short reply per wait).
+  spammed) and, before a message reaches the model, :meth:`Access.admit` (one short reply per wait); an edited
+  message passes :meth:`Access.serves` before the history takes its new text.
+
+The rate limit is counted where the model is asked, not at the gate: the client makes :class:`Access` the meter
+of every variant's scheduler (:class:`~bot.inference.scheduler.Meter`), so each request that reaches the model
+counts once, whatever asked for it (a ``/compare`` of four variants counts four, a riddle asked again counts two,
+a guess the model judges counts one). The gate only looks: a command, button or message from someone already at
+the limit is refused before anything is deferred, stored or typed.
 
 Commands and buttons that are refused get a short ephemeral answer. Nothing here reads the database or
 awaits before deciding, so a refusal is also the interaction's acknowledgement. :class:`AccessGuard` leaves
@@ -31,6 +38,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import AccessConfig
+from bot.errors import BotError, BusyError
 from bot.frontends.discord.ui.feedback import DiscordRefusal, report
 
 if TYPE_CHECKING:
@@ -56,7 +64,8 @@ MODEL_COMMANDS = frozenset(
         "Ask about this message",
     }
 )
-"""Commands (qualified names) whose use reaches the model: each counts against the person's rate limit."""
+"""Commands (qualified names) whose use reaches the model: refused at once when the person is at their rate limit
+(each model call they make is then counted by the scheduler's meter)."""
 
 ALWAYS_ALLOWED = frozenset({"forget-me"})
 """Commands no rule refuses: deleting one's own data never depends on being allowed to use the bot."""
@@ -72,7 +81,7 @@ PRUNE_EVERY = 1024
 """Hits (and remembered refusals) between two clean-ups of people no longer active: memory stays bounded."""
 
 
-class RateLimited(DiscordRefusal):
+class RateLimited(BusyError):
     """A person sent more requests than ``requests_per_minute`` allows; says when to try again."""
 
     def __init__(self, wait: float, *, repeated: bool) -> None:
@@ -103,13 +112,24 @@ class SlidingWindow:
         if self._since_pruned >= PRUNE_EVERY:
             self._since_pruned = 0
             self.forget_idle()
-        hits = self._hits.setdefault(key, deque())
+        wait = self.wait(key)
+        if wait <= 0:
+            self._hits.setdefault(key, deque()).append(now)
+        return wait
+
+    def wait(self, key: int) -> float:
+        """The seconds until a hit for ``key`` would fit (0.0: now); counts nothing."""
+        now = self._clock()
+        hits = self._hits.get(key, deque())
         while hits and hits[0] <= now - self.window:
             hits.popleft()
-        if len(hits) >= self.limit:
-            return hits[0] + self.window - now
-        hits.append(now)
-        return 0.0
+        return hits[0] + self.window - now if len(hits) >= self.limit else 0.0
+
+    def refund(self, key: int) -> None:
+        """Take back ``key``'s latest hit (one counted for something that did not happen after all)."""
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
 
     def forget_idle(self) -> None:
         """Drop the keys with no hit in the window (keeps memory bounded by the people active lately)."""
@@ -155,9 +175,24 @@ class Access:
 
     def rate(self, user_id: int) -> RateLimited | None:
         """Count a request that reaches the model; :class:`RateLimited` (nothing counted) past the limit."""
-        if self.window is None:
-            return None
-        wait = self.window.hit(user_id)
+        return None if self.window is None else self._limited(user_id, self.window.hit(user_id))
+
+    def check_rate(self, user_id: int) -> RateLimited | None:
+        """:class:`RateLimited` if a request now would be past the limit, else None; counts nothing (the gate)."""
+        return None if self.window is None else self._limited(user_id, self.window.wait(user_id))
+
+    def count(self, user: str) -> None:
+        """The scheduler's meter (``user``: a Discord id as text): count a request, or raise :class:`RateLimited`."""
+        limited = self.rate(int(user))
+        if limited is not None:
+            raise limited
+
+    def refund(self, user: str) -> None:
+        """The scheduler's meter: a counted request was released before it reached the model."""
+        if self.window is not None:
+            self.window.refund(int(user))
+
+    def _limited(self, user_id: int, wait: float) -> RateLimited | None:
         if wait <= 0:
             return None
         now = self._clock()
@@ -179,9 +214,10 @@ class Access:
         return refused is None
 
     def admit(self, message: discord.Message, spawn: Callable[[Awaitable[None]], None]) -> bool:
-        """Count a message about to reach the model; past the limit the person gets one short reply per wait
-        (``spawn`` runs it in the background), then silence, so a thread is never flooded with refusals."""
-        limited = self.rate(message.author.id)
+        """Whether a message may go on to the model (the reply it gets is what counts); past the limit the person gets
+        one short reply per wait (``spawn`` runs it in the background), then silence, so a thread is never flooded
+        with refusals."""
+        limited = self.check_rate(message.author.id)
         if limited is None:
             return True
         if not limited.repeated:
@@ -204,12 +240,12 @@ class Access:
         """The gate for a command or button: True to go on; else the person was told why (privately)."""
         if command in ALWAYS_ALLOWED:
             return True
-        refused: DiscordRefusal | None = None
+        refused: BotError | None = None
         text = self.interaction_refusal(interaction, command=command)
         if text is not None:
             refused = DiscordRefusal(text)
         elif costly:
-            refused = self.rate(interaction.user.id)
+            refused = self.check_rate(interaction.user.id)
         if refused is None:
             return True
         _log.info("Refused %s for user %d: %s", command or "a button", interaction.user.id, refused)
@@ -226,7 +262,7 @@ class AccessChecked:
     """
 
     def reaches_model(self) -> bool:
-        """Whether a press asks the model for text (it then counts against the rate limit)."""
+        """Whether a press may ask the model for text (refused at once when the person is at their rate limit)."""
         return False
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.config import DiscordConfig
 from bot.core.chat import ChatService
 from bot.frontends.discord.app.access import Access, AccessChecked, AccessGuard, AccessTree
+from bot.frontends.discord.app.proxies import Proxies
 from bot.frontends.discord.app.ratelimit import GlobalRateLimit
 from bot.frontends.discord.features import FEATURES, ROLEPLAY
 from bot.frontends.discord.services import Services
@@ -60,10 +61,13 @@ class AiroborosBot(commands.AutoShardedBot):
         self.chat = chat
         self.access = Access(chat.engine.config.access)
         """The one access gate ([access]): commands, buttons and messages all pass it."""
+        chat.engine.admission.meter = self.access  # every model call, whatever asked for it, counts against the limit
         self.settings = settings
         self.replies = Replies(chat)
         """Every reply the bot shows, shared by the cogs (a shutdown stops them all)."""
-        self.services = Services(chat=chat, replies=self.replies, access=self.access, settings=settings)
+        self.services = Services(
+            chat=chat, replies=self.replies, access=self.access, settings=settings, proxies=Proxies()
+        )
         """What every feature is given (features never import this class)."""
 
     async def setup_hook(self) -> None:

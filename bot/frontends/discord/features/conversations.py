@@ -43,6 +43,10 @@ from bot.frontends.discord.ui.views import Action, ReplyButton
 _log = logging.getLogger(__name__)
 
 ECHO_LIMIT = 2000
+RESET_REFUSED = (
+    "Others wrote in this conversation too: only the person who started it, or someone with Manage Threads, "
+    "can reset it."
+)
 
 
 def echo_text(author: Author, prompt: str) -> str:
@@ -59,6 +63,7 @@ class Conversations(commands.Cog):
         self.chat = services.chat
         self.replies = services.replies
         self.access = services.access
+        self.proxies = services.proxies
         self.adopted: set[int] = set()
         """Threads the bot did not create but was mentioned in: conversations too."""
         self.closing = False
@@ -140,10 +145,21 @@ class Conversations(commands.Cog):
     async def reset_command(self, interaction: discord.Interaction[Any]) -> None:
         """Forget this conversation's history; the next message starts fresh."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        key = await self._find_conversation(interaction.channel)
+        channel = interaction.channel
+        key = await self._find_conversation(channel)
         if key is None:
             raise DiscordRefusal("Use /reset inside one of my threads or in a DM.")
-        forgotten = await self.chat.reset(key)
+        user = interaction.user.id
+        # A DM, Manage Threads, or the thread's owner (a person's own thread the bot was mentioned in) may reset it all;
+        # anyone else only a conversation they started or that no one else wrote in (the chat service checks).
+        resets_all = (
+            interaction.guild_id is None
+            or interaction.permissions.manage_threads
+            or getattr(channel, "owner_id", None) == user
+        )
+        forgotten = await self.chat.reset(key, by=None if resets_all else user)
+        if forgotten is None:
+            raise DiscordRefusal(RESET_REFUSED)
         await interaction.edit_original_response(
             content=f"Forgot {forgotten} message{'s' if forgotten != 1 else ''}; the conversation starts fresh."
         )
@@ -239,12 +255,12 @@ class Conversations(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        """A person edited a message of a conversation: the stored history changes with it."""
-        author = payload.data.get("author") or {}
-        if "content" not in payload.data or author.get("bot"):
-            return
+        """A person edited a message of a conversation: the stored history changes with it (an edit into blank or
+        invisible text is not taken)."""
+        if "content" not in payload.data or payload.message.author.bot or not self.access.serves(payload.message):
+            return  # [access] refuses this person or place now: their stored words stay as they were
         content = re.sub(rf"<@!?{self._me}>", "", payload.data["content"]).strip()
-        if content and await self.chat.edit(payload.message_id, content):
+        if await self.chat.edit(payload.message_id, content):
             _log.info("Message %d was edited; its conversation's history follows", payload.message_id)
 
     @commands.Cog.listener()
@@ -258,8 +274,16 @@ class Conversations(commands.Cog):
 
     async def _deleted(self, message_ids: list[int]) -> None:
         for message_id in message_ids:
-            if not self.replies.deleted(message_id) and await self.chat.forget(message_id):
+            if self.replies.deleted(message_id):
+                continue  # the bot's own deletion
+            if self.proxies.holds(message_id):  # maybe a proxy bot (PluralKit) taking the message over
+                self.replies.spawn(self._forget_unless_reposted(message_id))
+            elif await self.chat.forget(message_id):
                 _log.info("Message %d was deleted; it left its conversation's history", message_id)
+
+    async def _forget_unless_reposted(self, message_id: int) -> None:
+        if not await self.proxies.wait_for_repost(message_id) and await self.chat.forget(message_id):
+            _log.info("Message %d was deleted; it left its conversation's history", message_id)
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:

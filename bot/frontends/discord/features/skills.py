@@ -127,6 +127,10 @@ class GuessButton(
         )
         self.riddle_id = riddle_id
 
+    def reaches_model(self) -> bool:
+        """A guess may be judged by the model: someone at their rate limit is told before typing one."""
+        return True
+
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /

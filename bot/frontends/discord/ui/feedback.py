@@ -32,6 +32,8 @@ TO_OPEN_A_THREAD = (
     "send_messages_in_threads",
 )
 """What the bot needs in a text channel to open a conversation thread and answer in it."""
+TO_POST_IN_A_FORUM = ("view_channel", "send_messages", "send_messages_in_threads", "read_message_history")
+"""A forum post is a thread opened with a message: Send Messages in the forum creates it."""
 TO_ANSWER_IN_A_CHANNEL = ("view_channel", "read_message_history", "send_messages")
 TO_POST_EMBEDS_AND_FILES = ("embed_links", "attach_files")
 """/compare posts its answers as embeds; /code sends a long answer as a file; scenes post the characters' avatars."""

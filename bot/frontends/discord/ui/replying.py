@@ -21,6 +21,7 @@ import discord
 
 from bot.core.chat import Author, ChatService, Reply
 from bot.errors import BotError, BusyError, DeliveryError, GenerationError, PromptError, StoreError
+from bot.frontends.discord.app.access import RateLimited
 from bot.frontends.discord.ui.feedback import (
     NO_MENTIONS,
     TO_ANSWER_IN_A_THREAD,
@@ -39,6 +40,7 @@ SHUTDOWN_GRACE = 10.0
 """Seconds a shutdown waits for the replies in flight to be stored and shown."""
 HANDLED_MEMORY = 4096
 """Message ids remembered as handled: enough for any redelivery (minutes apart at most), bounded in memory."""
+REDO_REFUSED = "Only the person who asked, or a moderator, can regenerate or continue this reply."
 
 
 @dataclass(slots=True)
@@ -173,7 +175,9 @@ class Replies:
                     await _delivered(self._show(reply, target, conversation, author.id, shown))
         except (BusyError, PromptError, DiscordRefusal) as error:
             stored = isinstance(error, BusyError) and isinstance(key, str)
-            await report(source, error, returned=None if stored or interaction is None else content)
+            if not (isinstance(error, RateLimited) and error.repeated and interaction is None):
+                # A message past the rate limit is told once per wait, as at the gate (Access.admit).
+                await report(source, error, returned=None if stored or interaction is None else content)
         except GenerationError:
             _log.info("A reply failed in the model; the user sees why")
         except DeliveryError as error:
@@ -332,6 +336,9 @@ class Replies:
         if action == "stop":
             await self._stop(interaction, message, key, owner)
             return
+        if not _may_redo(interaction, owner):
+            await report(interaction, DiscordRefusal(REDO_REFUSED))
+            return
         if key is None:
             await report(interaction, DiscordRefusal("This conversation is no longer available."))
             return
@@ -415,6 +422,11 @@ async def _say_cut(interaction: discord.Interaction[Any], error: discord.HTTPExc
         await interaction.followup.send(f"⚠️ {cut}", ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException:
         _log.warning("Could not tell the user that a reply was cut short", exc_info=True)
+
+
+def _may_redo(interaction: discord.Interaction[Any], owner: int) -> bool:
+    """Regenerate and Continue: the person who asked, anyone in a DM (nobody else is there), or Manage Messages."""
+    return interaction.user.id == owner or interaction.guild_id is None or interaction.permissions.manage_messages
 
 
 def _partial(channel: object, message_id: int) -> discord.PartialMessage | None:

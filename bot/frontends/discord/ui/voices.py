@@ -110,6 +110,10 @@ class CharacterVoice:
         self._noticed: set[int] = set()
         """Channels whose missing webhooks were already told about."""
 
+    def owns(self, webhook_id: int) -> bool:
+        """Whether ``webhook_id`` is one of the webhooks characters speak through (not another bot's)."""
+        return any(webhook.id == webhook_id for webhook in self._webhooks.values())
+
     async def start(self, place: Place, speaker: Speaker, text: str = "") -> SpokenLine:
         """Post the first text of ``speaker``'s line in ``place``; the line is then streamed with ``update``."""
         parent = await _parent(place)

@@ -3,8 +3,9 @@
 Characters belong to a server (the store's :class:`~bot.store.StoredCharacter`); scenes cast them and they speak
 through channel webhooks under their own name and avatar, so a name must be one Discord accepts for a webhook
 (:func:`~bot.core.cards.check_name`). Avatars are downloaded once and stored, because Discord's attachment links
-expire; an ``avatar_url`` is stored as given (``https`` only) and never fetched by the bot. Character Card V1/V2
-files (``.json`` or PNG) are read and written by :mod:`bot.core.cards`.
+expire; an ``avatar_url`` is stored as given (``https`` only) and never fetched by the bot. Character Card V1/V2/V3
+files (``.json`` or PNG) are read and written by :mod:`bot.core.cards`; import, create, edit and show say the card's
+size in the model's window (:mod:`~bot.frontends.discord.features.characters.card_notes`).
 
 Every command is acknowledged before the database is read. ``/character create`` answers with its form (the
 form is the acknowledgement; its submission is deferred before any work). ``/character edit`` needs the current
@@ -35,6 +36,7 @@ from bot.core.cards import (
     image_type,
     parse_card,
 )
+from bot.frontends.discord.features.characters.card_notes import add_card_fields, shown_to, size_text, trimmed_text
 from bot.frontends.discord.features.characters.editor import CharacterModal, EditorView
 from bot.frontends.discord.services import DiscordBot, Services
 from bot.frontends.discord.ui.feedback import DiscordRefusal
@@ -110,6 +112,7 @@ class Characters(commands.Cog):
 
     def __init__(self, bot: DiscordBot, services: Services) -> None:
         self.bot = bot
+        self.chat = services.chat
         self.characters = services.chat.store.characters
 
     async def _find(self, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
@@ -168,7 +171,8 @@ class Characters(commands.Cog):
             )
             if updated is None:
                 raise CardError(f"“{form.character.name}” was deleted meanwhile; nothing was saved.")
-            await interaction.edit_original_response(content=f"Saved **{discord.utils.escape_markdown(name)}**.")
+            saved = f"Saved **{discord.utils.escape_markdown(name)}**. {size_text(self.chat, updated)}"
+            await interaction.edit_original_response(content=saved)
             return
         avatar = avatar_type = None
         if form.avatar is not None:
@@ -190,7 +194,8 @@ class Characters(commands.Cog):
             speaking_style=speaking_style,
         )
         await interaction.edit_original_response(
-            content=f"Created **{discord.utils.escape_markdown(created.name)}**. See it with `/character show`."
+            content=f"Created **{discord.utils.escape_markdown(created.name)}**. {size_text(self.chat, created)} "
+            "See it with `/character show`."
         )
 
     @character.command(name="edit")
@@ -240,7 +245,9 @@ class Characters(commands.Cog):
         if found.avatar is not None and found.avatar_type is not None:
             filename = f"avatar.{IMAGE_TYPES.get(found.avatar_type, 'png')}"
             files.append(discord.File(io.BytesIO(found.avatar), filename))
-        await interaction.edit_original_response(embed=character_embed(found, filename), attachments=files)
+        embed = character_embed(shown_to(found, interaction.user.display_name), filename)
+        add_card_fields(embed, self.chat, found, interaction.user.display_name)
+        await interaction.edit_original_response(embed=embed, attachments=files)
 
     @character.command(name="delete")
     @app_commands.describe(name="The character to delete")
@@ -256,7 +263,7 @@ class Characters(commands.Cog):
 
     @character.command(name="import")
     @app_commands.describe(
-        file="A Character Card V1/V2: a .json file, or a PNG with the card inside (the image becomes the avatar)",
+        file="A Character Card V1/V2/V3: a .json file, or a PNG with the card inside (the image becomes the avatar)",
         name="Import under this name instead of the card's",
     )
     async def import_command(
@@ -265,7 +272,7 @@ class Characters(commands.Cog):
         file: discord.Attachment,
         name: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
-        """Import a character from a Character Card (V1 or V2; .json or PNG)."""
+        """Import a character from a Character Card (V1, V2 or V3; .json or PNG)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
         is_png = file.filename.lower().endswith(".png") or (file.content_type or "").startswith("image/png")
@@ -287,8 +294,9 @@ class Characters(commands.Cog):
         except CharacterNameTaken as taken:
             raise CardError(f"{taken} Import it under another with the `name` option.") from None
         avatar = " with its avatar" if created.has_avatar else ""
+        notes = " ".join(text for text in (trimmed_text(card.trimmed, created), size_text(self.chat, created)) if text)
         await interaction.edit_original_response(
-            content=f"Imported **{discord.utils.escape_markdown(created.name)}**{avatar}. "
+            content=f"Imported **{discord.utils.escape_markdown(created.name)}**{avatar}. {notes} "
             "See it with `/character show`."
         )
 

@@ -100,7 +100,8 @@ class Compare(commands.Cog):
     async def _compare(
         self, interaction: discord.Interaction[Any], prompt: str, requested: str | None, blind: bool
     ) -> None:
-        chosen = pick_variants(requested, self.chat.engine.names, blind=blind)
+        at_once = self.chat.engine.config.inference.max_queued_per_user
+        chosen = pick_variants(requested, self.chat.engine.names, blind=blind, at_once=at_once)
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable):
             raise DiscordRefusal("Use /compare in a text channel, a thread or a DM.")

@@ -1,4 +1,4 @@
-"""A scene's cast as Discord shows it: names people and characters go by, and the avatars characters speak with."""
+"""A scene's cast as Discord shows it: finding the scene and its characters, names people go by, avatars."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import io
 import logging
 import re
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import discord
 
+from bot.core.card_prompt import scene_character as card_character
 from bot.core.scenes import MAX_NAME_LENGTH, SceneCharacter
 from bot.errors import BotError
 from bot.frontends.discord.ui.spoken import Speaker
-from bot.store import SceneMember, StoredCharacter
+from bot.store import SceneMember, Store, StoredCharacter, StoredScene
 
 _log = logging.getLogger(__name__)
 
@@ -28,9 +31,8 @@ class SceneError(BotError):
 
 
 def scene_character(character: StoredCharacter) -> SceneCharacter:
-    """The sheet's line for a stored character: its description, then its personality and speaking style."""
-    parts = [character.description.strip(), character.personality.strip(), character.speaking_style.strip()]
-    return SceneCharacter(character.name, " ".join(part for part in parts if part) or "a character.")
+    """The sheet's character for a stored one, with its card's fields (:func:`bot.core.card_prompt.scene_character`)."""
+    return card_character(character)
 
 
 def human_name(display_name: str) -> str:
@@ -100,3 +102,50 @@ class Avatars:
         urls = {attachment.filename: attachment.url for attachment in message.attachments}
         self._attachments[message_id] = (time.monotonic(), urls)
         return urls
+
+
+async def scene_here(
+    store: Store, interaction: discord.Interaction[Any], *, directing: bool = False
+) -> tuple[discord.Thread, StoredScene]:
+    """The going scene of the thread the command was used in.
+
+    ``directing`` (``/scene add|remove|end``): only the scene's starter, the thread's owner or someone with
+    Manage Threads may change the cast or end it; anyone in the thread may play and nudge.
+    """
+    channel = interaction.channel
+    scene = await store.scenes.get(channel.id) if isinstance(channel, discord.Thread) else None
+    if scene is None or not isinstance(channel, discord.Thread):
+        raise SceneError("Use this command inside a scene's thread (start one with /scene start).")
+    if not scene.active:
+        raise SceneError("This scene has ended; start a new one with /scene start.")
+    stewards = (scene.creator_id, channel.owner_id)
+    if directing and interaction.user.id not in stewards and not interaction.permissions.manage_threads:
+        raise SceneError("Only the person who started this scene, or someone with Manage Threads, can do that.")
+    return channel, scene
+
+
+async def find_cast(store: Store, guild_id: int, names: Sequence[str]) -> list[StoredCharacter]:
+    """The server's characters of these names; an unknown name gets the list of the server's characters."""
+    if not names:
+        raise SceneError("Name at least one character (see /character list).")
+    found = {name: await store.characters.get(guild_id, name) for name in names}
+    missing = [name for name, character in found.items() if character is None]
+    if missing:
+        known = [c.name for c in await store.characters.list(guild_id)]
+        which = ", ".join(f"“{name[:80]}”" for name in missing)
+        listing = (
+            f"This server's characters: {', '.join(known)}."
+            if known
+            else "This server has no characters yet: create one with /character create."
+        )
+        raise SceneError(short(f"No character named {which} here. {listing}", 1900))
+    return [character for character in found.values() if character is not None]
+
+
+async def cast_member(store: Store, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
+    """A character of this scene's cast, by name."""
+    _, scene = await scene_here(store, interaction)
+    found = (await find_cast(store, scene.guild_id, [name]))[0]
+    if not any(member.character_id == found.id for member in scene.cast):
+        raise SceneError(f"{found.name} is not in this scene; bring them in with /scene add.")
+    return found

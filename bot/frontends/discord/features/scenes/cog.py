@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -56,25 +55,41 @@ from bot.core.scenes import Scene, summary_request
 from bot.core.script import first_speaker
 from bot.core.turn_order import cast_mode
 from bot.errors import BotError, BusyError, GenerationError, PromptError
+from bot.frontends.discord.app.proxies import Sent
+from bot.frontends.discord.features.scenes.cards import check_fit, check_joining
 from bot.frontends.discord.features.scenes.cast import (
     SceneError,
     avatar_file,
+    cast_member,
+    find_cast,
     human_name,
     scene_character,
+    scene_here,
     short,
     split_names,
     split_rules,
 )
+from bot.frontends.discord.features.scenes.greetings import open_with_greetings
 from bot.frontends.discord.features.scenes.turn import Stage, Turn
 from bot.frontends.discord.services import DiscordBot, Services
-from bot.frontends.discord.ui.feedback import NO_MENTIONS, TO_OPEN_A_THREAD, DiscordRefusal, refusal, report, require
+from bot.frontends.discord.ui.feedback import (
+    NO_MENTIONS,
+    TO_OPEN_A_THREAD,
+    TO_POST_IN_A_FORUM,
+    DiscordRefusal,
+    refusal,
+    report,
+    require,
+)
 from bot.frontends.discord.ui.rendering import thread_name
 from bot.frontends.discord.ui.views import SceneAction
 from bot.frontends.discord.ui.voices import CharacterVoice
-from bot.store import Role, SceneMember, StoredCharacter, StoredScene
+from bot.store import Role, SceneMember, StoredScene
 
 _log = logging.getLogger(__name__)
 
+PROXY_STORE_WAIT = 30.0
+"""Seconds a proxy bot's repost waits for the person's message to be stored (it is, unless the store fails)."""
 MODE_TEXTS = {
     "model": "the model chooses who speaks (several characters a turn)",
     "addressed": "one character answers: the one you name, else the one heard least recently",
@@ -96,6 +111,7 @@ class Scenes(commands.Cog):
         self.store = self.chat.store
         self.replies = replies = services.replies
         self.access = services.access
+        self.proxies = services.proxies
         self.stage = Stage(self.chat, replies, CharacterVoice(replies.throttles))
         self.active: set[int] = set()
         """Threads whose scene is going on (ended scenes' threads stay claimed but get no answer)."""
@@ -122,6 +138,7 @@ class Scenes(commands.Cog):
         characters="The server's characters who take part, separated by commas (see /character list)",
         setting="Where and what the scene is about",
         rules="Your own rules, separated by semicolons (default: the model card's rules)",
+        forum="A forum to start the scene in, as a new post (default: a thread in this channel)",
     )
     async def start_command(
         self,
@@ -129,32 +146,32 @@ class Scenes(commands.Cog):
         characters: app_commands.Range[str, 1, 500],
         setting: app_commands.Range[str, 1, 1000],
         rules: app_commands.Range[str, 1, 1000] | None = None,
+        forum: discord.ForumChannel | None = None,
     ) -> None:
-        """Start a roleplay scene in a new thread; the characters open it."""
+        """Start a roleplay scene in a new thread (or forum post); the characters open it."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None  # the group is guild-only
-        channel = interaction.channel
-        if not isinstance(channel, discord.TextChannel):
-            raise SceneError("Use /scene start in a text channel: the scene opens a thread there.")
-        require(interaction.app_permissions, TO_OPEN_A_THREAD)
-        cast = await self._cast(interaction.guild_id, split_names(characters))
+        channel = forum or interaction.channel
+        if isinstance(channel, discord.ForumChannel):
+            me = channel.guild.me
+            require(channel.permissions_for(me) if me is not None else interaction.app_permissions, TO_POST_IN_A_FORUM)
+        elif isinstance(channel, discord.TextChannel):
+            require(interaction.app_permissions, TO_OPEN_A_THREAD)
+        else:
+            raise SceneError("Use /scene start in a text channel (the scene opens a thread there), or pick a forum.")
+        cast = await find_cast(self.store, interaction.guild_id, split_names(characters))
         author = Author(interaction.user.id, interaction.user.display_name)
         # Checked before anything is posted: names with a colon, a person named like a character, ...
         Scene(tuple(scene_character(c) for c in cast), (human_name(author.name),), setting, split_rules(rules))
+        people = [human_name(author.name)]  # and the cast's cards must fit the model's window
+        await check_fit(
+            self.chat, cast, people, setting, split_rules(rules), guild_id=interaction.guild_id, channel_id=channel.id
+        )
         files = [file for file in (avatar_file(c) for c in cast) if file is not None]
         names = ", ".join(f"**{c.name}**" for c in cast)
         echo_text = short(f"🎭 **{author.name}** starts a scene with {names}: {setting}")
-        try:
-            echo = await channel.send(echo_text, files=files, allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException as error:
-            raise refusal(error, "start a scene") from error
-        try:
-            thread = await echo.create_thread(name=thread_name(setting))
-        except discord.HTTPException as error:
-            with contextlib.suppress(discord.HTTPException):
-                await echo.delete()
-            raise refusal(error, "open a thread") from error
-        avatars = echo.id if files else None
+        thread, echo_id = await _open_scene(channel, echo_text, files, thread_name(setting))
+        avatars = echo_id if files else None
         await self.store.scenes.create(
             thread_id=thread.id,
             guild_id=interaction.guild_id,
@@ -167,6 +184,8 @@ class Scenes(commands.Cog):
         self.replies.claimed.add(thread.id)
         self.active.add(thread.id)
         await interaction.edit_original_response(content=f"Your scene is in {thread.mention}.")
+        if await open_with_greetings(self.stage, thread, author, cast, interaction):
+            return  # every card has a greeting: they open the scene
         await self._play(thread, author, None, interaction)
 
     @scene.command(name="nudge")
@@ -174,8 +193,8 @@ class Scenes(commands.Cog):
     async def nudge_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Make a character of this scene speak next."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, _ = await self._here(interaction)
-        found = await self._member(interaction, character)
+        thread, _ = await scene_here(self.store, interaction)
+        found = await cast_member(self.store, interaction, character)
         author = Author(interaction.user.id, interaction.user.display_name)
         if await self._play(thread, author, None, interaction, nudge=found.name):
             await interaction.edit_original_response(content=f"{found.name} spoke.")
@@ -188,7 +207,7 @@ class Scenes(commands.Cog):
     async def mode_command(self, interaction: discord.Interaction[Any], mode: str) -> None:
         """Choose who speaks next in this scene when nobody is addressed."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, _ = await self._here(interaction, directing=True)
+        thread, _ = await scene_here(self.store, interaction, directing=True)
         await self.store.scenes.set_mode(thread.id, cast_mode(mode))
         await interaction.edit_original_response(content=f"From now on: {MODE_TEXTS[cast_mode(mode)]}.")
 
@@ -197,10 +216,11 @@ class Scenes(commands.Cog):
     async def add_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Bring another character into this scene."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, scene = await self._here(interaction, directing=True)
-        found = (await self._cast(scene.guild_id, [character]))[0]
+        thread, scene = await scene_here(self.store, interaction, directing=True)
+        found = (await find_cast(self.store, scene.guild_id, [character]))[0]
         if any(member.character_id == found.id for member in scene.cast):
             raise SceneError(f"{found.name} is already in this scene.")
+        await check_joining(self.chat, scene, found, channel_id=thread.id)
         file = avatar_file(found)
         try:
             posted = await thread.send(
@@ -218,8 +238,8 @@ class Scenes(commands.Cog):
     async def remove_command(self, interaction: discord.Interaction[Any], character: str) -> None:
         """Take a character out of this scene."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, scene = await self._here(interaction, directing=True)
-        found = await self._member(interaction, character)
+        thread, scene = await scene_here(self.store, interaction, directing=True)
+        found = await cast_member(self.store, interaction, character)
         if len(scene.cast) <= 1:
             raise SceneError(f"{found.name} is the last character of the scene; end it with /scene end instead.")
         await self.store.scenes.remove_character(thread.id, found.id)
@@ -233,7 +253,7 @@ class Scenes(commands.Cog):
     async def end_command(self, interaction: discord.Interaction[Any]) -> None:
         """End this scene: the model sums it up and the thread is archived."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        thread, stored = await self._here(interaction, directing=True)
+        thread, stored = await scene_here(self.store, interaction, directing=True)
         if not await self.store.scenes.end(thread.id):
             raise SceneError("This scene has already ended.")
         self.active.discard(thread.id)
@@ -267,7 +287,12 @@ class Scenes(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         """Every person's message in a going scene is a turn; the characters answer it."""
         channel = message.channel
-        if message.author.bot or channel.id not in self.active or not isinstance(channel, discord.Thread):
+        if channel.id not in self.active or not isinstance(channel, discord.Thread):
+            return
+        if message.webhook_id is not None and not self.stage.voice.owns(message.webhook_id):
+            await self._proxied(message, channel)  # PluralKit, Tupperbox: a person's line under another name
+            return
+        if message.author.bot:
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
@@ -279,7 +304,26 @@ class Scenes(commands.Cog):
             return  # refused: silence (past the rate limit: one short reply per wait)
         # No await before the chat service takes the message: the scene's lines keep the order they arrived in.
         author = Author(message.author.id, message.author.display_name)
-        await self._play(channel, author, content, message, external_id=message.id, replied_to=_replied_to(message))
+        sent = self.proxies.sent(message)
+        await self._play(
+            channel, author, content, message, external_id=message.id, replied_to=_replied_to(message), sent=sent
+        )
+
+    async def _proxied(self, message: discord.Message, thread: discord.Thread) -> None:
+        """A proxy bot reposted a person's line: the stored line becomes the repost, the person goes by its name."""
+        sent = self.proxies.reposted(message)
+        if sent is None:
+            return  # another bot's post, not a person's line: not part of the scene
+        name = human_name(message.author.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sent.stored.wait(), PROXY_STORE_WAIT)  # the repost can beat the store
+        stored = await self.store.message_by_external_id(sent.message_id)
+        if stored is not None:
+            await self.store.update_message(
+                stored.id, content=message.content.strip(), author_name=name, external_ids=[message.id]
+            )
+        await self.store.scenes.rename_human(thread.id, sent.author_id, name)
+        _log.info("A proxy bot reposted message %d in scene %d as %s", sent.message_id, thread.id, message.id)
 
     @commands.Cog.listener()
     async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
@@ -301,6 +345,7 @@ class Scenes(commands.Cog):
         external_id: int | None = None,
         nudge: str | None = None,
         replied_to: str | None = None,
+        sent: Sent | None = None,
     ) -> bool:
         """Store ``content`` (if any) and let the characters answer; every failure is reported to ``source``.
 
@@ -321,6 +366,8 @@ class Scenes(commands.Cog):
                 channel_id=thread.id,
                 dialogue=turn.dialogue,
             ) as reply:
+                if sent is not None:
+                    sent.stored.set()
                 if reply is not None:
                     await turn.perform(reply)
         except (BusyError, PromptError, DiscordRefusal, GenerationError) as error:
@@ -406,51 +453,31 @@ class Scenes(commands.Cog):
         async with self.chat.generate(author, [ChatMessage("user", summary_request(scene, transcript))], options) as r:
             return "".join([delta async for delta in r.deltas()]).strip()
 
-    # -- helpers ---------------------------------------------------------------------------------
 
-    async def _here(
-        self, interaction: discord.Interaction[Any], *, directing: bool = False
-    ) -> tuple[discord.Thread, StoredScene]:
-        """The going scene of the thread the command was used in.
+async def _open_scene(
+    channel: discord.TextChannel | discord.ForumChannel, text: str, files: list[discord.File], name: str
+) -> tuple[discord.Thread, int]:
+    """The scene's thread, opened from a message saying who starts it (in a forum: a post with that message).
 
-        ``directing`` (``/scene add|remove|end``): only the scene's starter, the thread's owner or someone with
-        Manage Threads may change the cast or end it; anyone in the thread may play and nudge.
-        """
-        channel = interaction.channel
-        scene = await self.store.scenes.get(channel.id) if isinstance(channel, discord.Thread) else None
-        if scene is None or not isinstance(channel, discord.Thread):
-            raise SceneError("Use this command inside a scene's thread (start one with /scene start).")
-        if not scene.active:
-            raise SceneError("This scene has ended; start a new one with /scene start.")
-        stewards = (scene.creator_id, channel.owner_id)
-        if directing and interaction.user.id not in stewards and not interaction.permissions.manage_threads:
-            raise SceneError("Only the person who started this scene, or someone with Manage Threads, can do that.")
-        return channel, scene
-
-    async def _cast(self, guild_id: int, names: Sequence[str]) -> list[StoredCharacter]:
-        """The server's characters of these names; an unknown name gets the list of the server's characters."""
-        if not names:
-            raise SceneError("Name at least one character (see /character list).")
-        found = {name: await self.store.characters.get(guild_id, name) for name in names}
-        missing = [name for name, character in found.items() if character is None]
-        if missing:
-            known = [c.name for c in await self.store.characters.list(guild_id)]
-            which = ", ".join(f"“{name[:80]}”" for name in missing)
-            listing = (
-                f"This server's characters: {', '.join(known)}."
-                if known
-                else "This server has no characters yet: create one with /character create."
-            )
-            raise SceneError(short(f"No character named {which} here. {listing}", 1900))
-        return [character for character in found.values() if character is not None]
-
-    async def _member(self, interaction: discord.Interaction[Any], name: str) -> StoredCharacter:
-        """A character of this scene's cast, by name."""
-        _, scene = await self._here(interaction)
-        found = (await self._cast(scene.guild_id, [name]))[0]
-        if not any(member.character_id == found.id for member in scene.cast):
-            raise SceneError(f"{found.name} is not in this scene; bring them in with /scene add.")
-        return found
+    Returns the thread and that message's id (the message holds the cast's uploaded avatars).
+    """
+    if isinstance(channel, discord.ForumChannel):
+        try:
+            post = await channel.create_thread(name=name, content=text, files=files, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            raise refusal(error, "start a scene in this forum") from error
+        return post.thread, post.message.id
+    try:
+        echo = await channel.send(text, files=files, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException as error:
+        raise refusal(error, "start a scene") from error
+    try:
+        thread = await echo.create_thread(name=name)
+    except discord.HTTPException as error:
+        with contextlib.suppress(discord.HTTPException):
+            await echo.delete()
+        raise refusal(error, "open a thread") from error
+    return thread, echo.id
 
 
 def _replied_to(message: discord.Message) -> str | None:

@@ -14,10 +14,11 @@ import discord
 from bot.core.chat import ChatOptions, ChatService, Reply
 from bot.core.messages import ChatMessage, Dialogue
 from bot.core.sanitize import label_key
-from bot.core.scenes import Scene, scene_dialogue
+from bot.core.scenes import Scene
 from bot.core.script import NARRATOR, Say, ScriptEvent, ScriptParser, parse_script, script_text
 from bot.core.turn_order import addressed_in, cast_mode, next_speaker, talkativeness
 from bot.errors import BotError, PromptError
+from bot.frontends.discord.features.scenes.cards import card_dialogue
 from bot.frontends.discord.features.scenes.cast import Avatars, human_name, scene_character
 from bot.frontends.discord.ui.feedback import NO_MENTIONS, refusal
 from bot.frontends.discord.ui.rendering import STOPPED_MARK
@@ -115,7 +116,7 @@ class Turn:
             # The prompt ends "ASSISTANT: Yoda:" (after the last script, if the model spoke last): Yoda speaks next.
             self.nudge = self._label_of(self.nudge)
             turns.append(ChatMessage("assistant", f"{self.nudge}:"))
-        built = scene_dialogue(scene, turns, system=options.system)
+        built = card_dialogue(self.stage.chat, scene, [c for c, _ in self.cast.values()], turns, options)
         return dataclasses.replace(built, continue_last=self.nudge is not None)
 
     def _choose_speaker(self, mode: str | None, history: Sequence[StoredMessage]) -> None:
