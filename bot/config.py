@@ -230,6 +230,19 @@ class SkillsConfig(_Section):
     """How long ``/quiz start`` takes answers when no time is given."""
 
 
+class SourcesConfig(_Section):
+    """How much ``/source add`` keeps (``[sources]``): caps per channel and per person, so ``/ask`` stays cheap."""
+
+    max_per_channel: Annotated[int, Field(gt=0, le=10_000)] = 200
+    """The most sources a channel (or thread) holds."""
+    max_bytes_per_channel: Annotated[int, Field(gt=0, le=1_000_000_000)] = 5_000_000
+    """The most bytes of text a channel's sources hold together."""
+    max_per_person: Annotated[int, Field(gt=0, le=100_000)] = 200
+    """The most sources one person keeps, across every channel."""
+    max_bytes_per_person: Annotated[int, Field(gt=0, le=1_000_000_000)] = 10_000_000
+    """The most bytes of text one person's sources hold together, across every channel."""
+
+
 class ScenesConfig(_Section):
     """Roleplay scenes (``[scenes]``)."""
 
@@ -303,6 +316,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     skills: SkillsConfig = Field(default_factory=SkillsConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
     scenes: ScenesConfig = Field(default_factory=ScenesConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     roleplay: RoleplayConfig = Field(default_factory=RoleplayConfig)
@@ -321,6 +335,17 @@ class Config(_Section):
             raise ValueError(
                 f"inference.default_model {self.inference.default_model!r} is not one of the models: {', '.join(names)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> Config:
+        largest = self.skills.source_max_bytes
+        for key in ("max_bytes_per_channel", "max_bytes_per_person"):
+            if getattr(self.sources, key) < largest:
+                raise ValueError(
+                    f"sources.{key} ({getattr(self.sources, key)}) is below skills.source_max_bytes ({largest}):"
+                    " a source of the largest size could never be added"
+                )
         return self
 
     @property

@@ -53,6 +53,8 @@ def test_card_defaults() -> None:
         ('[[models]]\nname = "r"\nbackend = "openai"\nbase_url = "http://x/v1"\nmodel = "m"\n', "needs tokenizer"),
         ("[storage\n", "not valid TOML"),
         ('token = "abc"\n', "token: unknown key"),
+        ("[sources]\nmax_per_channel = 0\n", "sources.max_per_channel: Input should be greater than 0"),
+        ("[sources]\nmax_bytes_per_channel = 1000\n", "sources.max_bytes_per_channel (1000) is below skills.source"),
     ],
 )
 def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:

@@ -1,4 +1,4 @@
-"""Taking a source in: which files qualify, size limits, UTF-8 text, the url and title, the metadata lines it shows."""
+"""Taking a source in: which files qualify, size limits and caps, UTF-8 text, the url and title, its metadata lines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import re
 from datetime import UTC, datetime
 from pathlib import PurePath
 
+from bot.config import SourcesConfig
 from bot.errors import BotError
+from bot.store import SourceUsage
 
 TITLE_CHARS = 100
 TEXT_EXTENSIONS = frozenset(
@@ -59,13 +61,18 @@ _URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9\-._~%/
 is and cannot be made into a masked link."""
 
 
+_REMOVE_ONE = "remove one with `/source remove` first"
+
+
 class SourceError(BotError):
     """A source cannot be added, found or removed, or there is none to answer from."""
 
 
 def size_text(size: int) -> str:
-    """``1234`` -> ``"1.2 kB"``."""
-    return f"{size} bytes" if size < 1000 else f"{size / 1000:.1f} kB"
+    """``1234`` -> ``"1.2 kB"``, ``5_000_000`` -> ``"5.0 MB"``."""
+    if size < 1000:
+        return f"{size} byte{'' if size == 1 else 's'}"
+    return f"{size / 1000:.1f} kB" if size < 1_000_000 else f"{size / 1_000_000:.1f} MB"
 
 
 def is_text_file(filename: str) -> bool:
@@ -83,6 +90,28 @@ def check_size(size: int, max_bytes: int, what: str = "That source") -> None:
     """Refuse a source over the configured size."""
     if size > max_bytes:
         raise SourceError(f"{what} is {size_text(size)}; a source can be at most {size_text(max_bytes)}.")
+
+
+def check_caps(usage: SourceUsage, size: int, limits: SourcesConfig) -> None:
+    """Refuse a source of ``size`` bytes that would take its channel or its author past ``[sources]``'s caps."""
+    caps = (
+        ("This channel has", "This channel's sources hold", "a channel can hold", usage.channel_count,
+         usage.channel_bytes, limits.max_per_channel, limits.max_bytes_per_channel),
+        ("You have added", "Your sources hold", "one person can keep", usage.person_count,
+         usage.person_bytes, limits.max_per_person, limits.max_bytes_per_person),
+    )  # fmt: skip
+    for has, hold, most, count, held, max_count, max_bytes in caps:
+        if count >= max_count:
+            raise SourceError(f"{has} {_sources(count)}, the most {most}; {_REMOVE_ONE}.")
+        if held + size > max_bytes:
+            raise SourceError(
+                f"{hold} {size_text(held)}; with this one ({size_text(size)}) they would pass the"
+                f" {size_text(max_bytes)} {most}; {_REMOVE_ONE}."
+            )
+
+
+def _sources(count: int) -> str:
+    return f"{count} source{'' if count == 1 else 's'}"
 
 
 def decode_text_file(filename: str, data: bytes, *, max_bytes: int) -> str:

@@ -20,20 +20,26 @@ people is written with a space (``END INPUT``), and newlines in metadata become 
 prompt are the ones laid out here.
 
 Sources are split into passages at paragraph boundaries when they are stored. When the sources in scope do not
-fit the window whole, passages are picked best first (bm25 over the store's FTS5 index, then the rest in order)
-and kept while the prompt, measured with the model's real tokenizer, still fits.
+fit the window whole, passages are picked best first (bm25 over the store's FTS5 index, then the first passages
+of each source in turn) and kept while the prompt, measured with the model's real tokenizer, still fits. Only
+those candidates are read from the store (at most :data:`_MAX_CANDIDATES`), never every source's whole text, and
+the splitting and measuring run in a worker thread: the event loop (Discord's heartbeats, other people's replies)
+never waits for them.
+
+How much a channel and a person may store is capped (``[sources]``), checked in the transaction that stores.
 
 What may become a source (file types, sizes, UTF-8 text, url, title) is checked in :mod:`bot.core.source_intake`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from bot.config import SkillsConfig
+from bot.config import SkillsConfig, SourcesConfig
 from bot.core.chat import ChatService
 from bot.core.chat_prompts import Author, ChatOptions
 from bot.core.messages import ChatMessage, Dialogue
@@ -42,6 +48,7 @@ from bot.core.replies import Reply
 from bot.core.sanitize import INVISIBLE
 from bot.core.source_intake import (
     SourceError,
+    check_caps,
     check_file_type,
     check_size,
     check_url,
@@ -52,7 +59,7 @@ from bot.core.source_intake import (
     size_text,
 )
 from bot.errors import PromptTooLongError
-from bot.store import StoredSource
+from bot.store import SourceUsage, StoredSource
 
 # The intake's names are re-exported: bot/frontends/discord imports them from here.
 __all__ = [
@@ -65,6 +72,7 @@ __all__ = [
     "SourceService",
     "SourceText",
     "blocks_prompt",
+    "check_caps",
     "check_file_type",
     "check_size",
     "context_block",
@@ -94,6 +102,8 @@ _PARAGRAPHS = re.compile(r"\n\s*\n")
 _MAX_CANDIDATES = 200
 _MISSES_BEFORE_FULL = 4
 """Passages in a row that no longer fit before the window counts as full."""
+_JOIN_TOKENS = 2
+"""Tokens counted for the blank line between two passages of a source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +193,21 @@ def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
 
 @dataclass(slots=True)
 class _Doc:
+    """A source and the passages of it that may be picked, by their place in it."""
+
     source: SourceText
-    passages: list[str]
+    passages: dict[int, str]
     chosen: set[int] = field(default_factory=set)
 
     def picked(self) -> SourceText:
         return SourceText(self.source.metadata, "\n\n".join(self.passages[i] for i in sorted(self.chosen)))
+
+
+def _in_turn(docs: Sequence[_Doc]) -> list[tuple[int, int]]:
+    """Every passage as (doc, seq): the first of each doc in turn, then the second of each, and so on."""
+    places = [sorted(doc.passages) for doc in docs]
+    rounds = max((len(seqs) for seqs in places), default=0)
+    return [(d, seqs[r]) for r in range(rounds) for d, seqs in enumerate(places) if r < len(seqs)]
 
 
 class _Fitter:
@@ -213,38 +232,53 @@ class _Fitter:
 
     def select(self, docs: list[_Doc], ranked: Sequence[tuple[int, int]]) -> tuple[str, list[SourceText]]:
         """Keep passages best first while the prompt fits: the ranked ones, then the rest, a passage per source in
-        turn; a source shows its chosen passages in their original order."""
+        turn; a source shows its chosen passages in their original order. CPU work: run it off the event loop.
+
+        Each candidate is measured alone (with its block's lines for a source's first passage), so the cost grows
+        with the passages tried, not with the prompt times the passages; the prompt is then measured whole, and
+        the last passage taken is put back while it does not fit.
+        """
         # The question alone must fit: if it does not, the builder's error says how long it is.
-        self.builder.build(
+        question = self.builder.build(
             Dialogue(self.options.system, (ChatMessage("user", blocks_prompt([], self.instruction)),)),
             max_new_tokens=self.max_new_tokens,
         )
-        rest = [(d, s) for s in range(max(len(d.passages) for d in docs)) for d in range(len(docs))]
-        order = list(dict.fromkeys([*ranked, *(c for c in rest if c[1] < len(docs[c[0]].passages))]))
-        best: str | None = None
+        room = self.builder.context_length - self.max_new_tokens - len(question.token_ids)
+        taken: list[tuple[int, int]] = []
         misses = 0
-        for doc, seq in order[:_MAX_CANDIDATES]:
-            docs[doc].chosen.add(seq)
-            text = self.fits([d.picked() for d in docs if d.chosen])
-            if text is None:
-                docs[doc].chosen.discard(seq)
+        for doc, seq in list(dict.fromkeys([*ranked, *_in_turn(docs)]))[:_MAX_CANDIDATES]:
+            cost = self._count(docs[doc].passages[seq]) + _JOIN_TOKENS
+            if not docs[doc].chosen:
+                cost += self._count(context_block(SourceText(docs[doc].source.metadata, "")))
+            if cost > room:
                 misses += 1
                 if misses >= _MISSES_BEFORE_FULL:
                     break
                 continue
-            best, misses = text, 0
-        if best is None:
-            raise SourceError("None of the sources fits in the model's context window next to this question.")
-        return best, [d.picked() for d in docs if d.chosen]
+            docs[doc].chosen.add(seq)
+            taken.append((doc, seq))
+            room, misses = room - cost, 0
+        while taken:
+            picked = [d.picked() for d in docs if d.chosen]
+            text = self.fits(picked)
+            if text is not None:
+                return text, picked
+            doc, seq = taken.pop()
+            docs[doc].chosen.discard(seq)
+        raise SourceError("None of the sources fits in the model's context window next to this question.")
+
+    def _count(self, text: str) -> int:
+        return len(self.builder.tokenizer.encode_plain(text))
 
 
 class SourceService:
     """Sources per channel and answers grounded in them; frontends call this, never the store directly."""
 
-    def __init__(self, chat: ChatService, settings: SkillsConfig) -> None:
+    def __init__(self, chat: ChatService, settings: SkillsConfig, limits: SourcesConfig | None = None) -> None:
         self.chat = chat
         self.store = chat.store
         self.settings = settings
+        self.limits = limits or SourcesConfig()
 
     async def add(
         self,
@@ -257,11 +291,16 @@ class SourceService:
         filename: str | None = None,
         url: str | None = None,
     ) -> StoredSource:
-        """Store ``text`` as a source of channel ``scope_id``; checks its size, url and title first."""
+        """Store ``text`` as a source of channel ``scope_id``; checks its size, url and title first, and the
+        channel's and the author's caps as it stores."""
         if not text.strip():
             raise SourceError("The source is empty: give its text, or attach a text file.")
         check_size(len(text.encode()), self.settings.source_max_bytes)
         checked_url = check_url(url)
+
+        def admit(usage: SourceUsage) -> None:
+            check_caps(usage, len(text.strip().encode()), self.limits)
+
         return await self.store.sources.add(
             scope_id=scope_id,
             guild_id=guild_id,
@@ -270,7 +309,8 @@ class SourceService:
             author_id=author.id,
             author_name=author.name,
             text=text.strip(),
-            passages=split_passages(text),
+            passages=await asyncio.to_thread(split_passages, text),
+            admit=admit,
         )
 
     async def listing(self, scope_ids: Sequence[int]) -> list[StoredSource]:
@@ -302,19 +342,33 @@ class SourceService:
     ) -> AsyncIterator[Answer]:
         """Answer ``question`` from the sources of ``scope_ids``; passages are picked by bm25 if they do not fit."""
         options = options or ChatOptions()
-        stored = await self.store.sources.in_scope(scope_ids)
-        if not stored:
+        listed = await self.store.sources.in_scope(scope_ids, with_text=False)
+        if not listed:
             raise SourceError(NO_SOURCES)
-        docs = [_Doc(stored_text(s), split_passages(s.text)) for s in stored]
         fitter = self._fitter(question, options)
-        text, used = self._whole(fitter, docs)
-        if text is None:
-            index = {s.id: i for i, s in enumerate(stored)}
-            hits = await self.store.sources.search(scope_ids, question)
-            ranked = [(index[s], seq) for s, seq in hits if s in index and seq < len(docs[index[s]].passages)]
-            text, used = fitter.select(docs, ranked)
-        async with self._generate(author, text, used, options) as answer:
+        fitted = None
+        if sum(s.size for s in listed) <= _whole_chars(fitter):  # bytes: never fewer than the characters
+            fitted = await self._whole(fitter, [stored_text(s) for s in await self.store.sources.in_scope(scope_ids)])
+        if fitted is None:
+            docs, ranked = await self._candidates(listed, scope_ids, question)
+            fitted = await asyncio.to_thread(fitter.select, docs, ranked)
+        async with self._generate(author, *fitted, options) as answer:
             yield answer
+
+    async def _candidates(
+        self, listed: Sequence[StoredSource], scope_ids: Sequence[int], question: str
+    ) -> tuple[list[_Doc], list[tuple[int, int]]]:
+        """The passages a prompt may take, read from the store: the best matches (bm25), then, if they are fewer
+        than :data:`_MAX_CANDIDATES`, the first passages of each source in turn; and the ranked ones' places."""
+        hits = await self.store.sources.search(scope_ids, question, limit=_MAX_CANDIDATES)
+        rounds = -(-(_MAX_CANDIDATES - len(hits)) // len(listed))
+        leading = await self.store.sources.passages([(s.id, seq) for seq in range(rounds) for s in listed])
+        index = {s.id: i for i, s in enumerate(listed)}
+        docs = [_Doc(stored_text(s), {}) for s in listed]
+        for passage in [*hits, *leading]:
+            if passage.source_id in index:  # else it was added since the listing
+                docs[index[passage.source_id]].passages[passage.seq] = passage.text
+        return docs, [(index[p.source_id], p.seq) for p in hits if p.source_id in index]
 
     @asynccontextmanager
     async def ask_about(
@@ -324,14 +378,14 @@ class SourceService:
         options = options or ChatOptions()
         if not sources:
             raise SourceError("There is no text to answer from.")
-        docs = [_Doc(s, split_passages(s.text)) for s in sources]
         fitter = self._fitter(question, options)
-        text, used = self._whole(fitter, docs)
-        if text is None:
-            flat = [(d, seq) for d, doc in enumerate(docs) for seq in range(len(doc.passages))]
+        fitted = await self._whole(fitter, list(sources))
+        if fitted is None:
+            docs = await asyncio.to_thread(lambda: [_Doc(s, dict(enumerate(split_passages(s.text)))) for s in sources])
+            flat = [(d, seq) for d, doc in enumerate(docs) for seq in doc.passages]
             order = await self.store.sources.rank([docs[d].passages[s] for d, s in flat], question)
-            text, used = fitter.select(docs, [flat[i] for i in order])
-        async with self._generate(author, text, used, options) as answer:
+            fitted = await asyncio.to_thread(fitter.select, docs, [flat[i] for i in order])
+        async with self._generate(author, *fitted, options) as answer:
             yield answer
 
     def _fitter(self, question: str, options: ChatOptions) -> _Fitter:
@@ -341,12 +395,12 @@ class SourceService:
         return _Fitter(builder, options, self.chat.params(options).max_new_tokens, self.instruction(question))
 
     @staticmethod
-    def _whole(fitter: _Fitter, docs: list[_Doc]) -> tuple[str | None, list[SourceText]]:
+    async def _whole(fitter: _Fitter, sources: list[SourceText]) -> tuple[str, list[SourceText]] | None:
         """Every source whole, if that fits (sources far bigger than the window are not even measured)."""
-        whole = [d.source for d in docs]
-        if sum(len(s.text) for s in whole) > fitter.builder.context_length * 8:
-            return None, []
-        return fitter.fits(whole), whole
+        if sum(len(s.text) for s in sources) > _whole_chars(fitter):
+            return None
+        text = await asyncio.to_thread(fitter.fits, sources)
+        return None if text is None else (text, sources)
 
     @asynccontextmanager
     async def _generate(
@@ -354,3 +408,8 @@ class SourceService:
     ) -> AsyncIterator[Answer]:
         async with self.chat.generate(author, [ChatMessage("user", text)], options) as reply:
             yield Answer(reply, used)
+
+
+def _whole_chars(fitter: _Fitter) -> int:
+    """Characters of sources beyond which they are not measured whole: far more than the window holds."""
+    return fitter.builder.context_length * 8

@@ -17,7 +17,7 @@ from ._quizzes import Answered, AnswerOutcome, Quiz, QuizAnswer, QuizScore
 from ._riddles import StoredRiddle
 from ._scenes import SceneHuman, SceneMember, StoredScene
 from ._settings import SETTING_NAMES, Scope, StoredSettings
-from ._sources import StoredSource
+from ._sources import Passage, SourceUsage, StoredSource
 from ._store import Store
 from ._votes import Comparison, VoteChoice, VoteCount, VoteOutcome
 
@@ -29,6 +29,7 @@ __all__ = [
     "Comparison",
     "Conversation",
     "MessageStatus",
+    "Passage",
     "Purged",
     "Quiz",
     "QuizAnswer",
@@ -38,6 +39,7 @@ __all__ = [
     "SceneHuman",
     "SceneMember",
     "Scope",
+    "SourceUsage",
     "Store",
     "StoredCharacter",
     "StoredMessage",

@@ -280,7 +280,6 @@ ALTER TABLE riddles ADD COLUMN explanation TEXT NOT NULL DEFAULT '';
 """
 """The model's reasoning after a riddle's answer, shown when the answer is revealed ('' when it gave none)."""
 
-
 _CARD_EXAMPLES_ARE_NOT_A_SPEAKING_STYLE = """
 UPDATE characters SET speaking_style = ''
 WHERE speaking_style <> ''
@@ -291,6 +290,41 @@ WHERE speaking_style <> ''
 """Cards imported before scenes used ``mes_example`` as example dialogue had it copied into the speaking style (and
 so into the sheet, pinned, ``{{user}}:`` lines and all); the card keeps it in ``extra``, so the copy goes. A speaking
 style our own export carried (``extensions.airoboros_bot``) is a real one and stays."""
+
+_CATCH_UP_MARKS = """
+ALTER TABLE conversations ADD COLUMN seen_up_to INTEGER;
+
+UPDATE conversations SET seen_up_to = (
+    SELECT MAX(l.external_id) FROM messages m JOIN message_links l ON l.message_id = m.id
+    WHERE m.conversation_id = conversations.id AND m.role = 'user'
+);
+"""
+"""The newest platform message id of a person's message ever stored in each conversation. Deleting messages
+(``/forget-me``, ``/reset``, a deletion on Discord) never lowers it, so the catch-up after a new gateway session
+reads only what came after it and never brings a deleted message back. It is one id, no text, no author."""
+
+_PASSAGE_ROWIDS = """
+DROP TRIGGER sources_delete_passages;
+
+CREATE VIRTUAL TABLE source_passages_new USING fts5 (
+    text, source_id UNINDEXED, seq UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+
+INSERT INTO source_passages_new (rowid, text, source_id, seq)
+    SELECT source_id * 4294967296 + seq, text, source_id, seq FROM source_passages ORDER BY source_id, seq;
+
+DROP TABLE source_passages;
+
+ALTER TABLE source_passages_new RENAME TO source_passages;
+
+CREATE TRIGGER sources_delete_passages AFTER DELETE ON sources BEGIN
+    DELETE FROM source_passages
+        WHERE rowid BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
+END;
+"""
+"""A passage's rowid says which it is: ``source_id * 2**32 + seq``. A source's passages are then one rowid range
+(the trigger deletes them without scanning the index) and any passage is read by its rowid, so ``/ask`` reads the
+few passages it may use instead of every source's whole text."""
 
 
 MIGRATIONS: tuple[str, ...] = (
@@ -306,6 +340,8 @@ MIGRATIONS: tuple[str, ...] = (
     _RIDDLE_EXPLANATIONS,
     _SCENE_MODES,
     _CARD_EXAMPLES_ARE_NOT_A_SPEAKING_STYLE,
+    _CATCH_UP_MARKS,
+    _PASSAGE_ROWIDS,
 )
 """Every migration in order; the schema version of a fully migrated database is ``len(MIGRATIONS)``."""
 

@@ -46,6 +46,8 @@ class UserData:
     votes: int = 0
     scenes: int = 0
     """Scenes they take part in."""
+    scenes_started: int = 0
+    """Scenes they started: they stay for the others in them, without their setting and rules (the starter's words)."""
     characters: tuple[str, ...] = ()
     """Names of the characters they created."""
 
@@ -62,6 +64,7 @@ class UserData:
                 self.quiz_answers,
                 self.votes,
                 self.scenes,
+                self.scenes_started,
                 self.characters,
             )
         )
@@ -125,9 +128,10 @@ class Privacy:
 
         Their sources, the riddles and quizzes they asked for, their quiz answers and votes, their place in scenes
         and the characters they created (for everyone: from every scene too) go; their name leaves the riddles they
-        solved, the comparisons they ran and the scenes they started (which stay for the others in them). Deleted
-        rows are overwritten on disk (``secure_delete``) and the write-ahead log is emptied, so the text is really
-        gone.
+        solved, the comparisons they ran and the scenes they started (which stay for the others in them, without
+        the setting and rules they wrote). Deleted rows are overwritten on disk (``secure_delete``), the sources'
+        full-text index is rewritten without their passages (FTS5 keeps a deleted row's words in its blocks until
+        then), and the write-ahead log is emptied, so the text is really gone.
         """
         async with self._store._use("delete your data", write=True) as db:
             plan = await _plan(db, user_id)
@@ -215,6 +219,7 @@ async def _plan(db: aiosqlite.Connection, user_id: int) -> _Plan:
     riddles = await _count(db, "SELECT COUNT(*) FROM riddles WHERE author_id = ?", user_id)
     quizzes = await _count(db, "SELECT COUNT(*) FROM quizzes WHERE author_id = ?", user_id)
     scenes = await _count(db, "SELECT COUNT(*) FROM scene_humans WHERE user_id = ?", user_id)
+    scenes_started = await _count(db, "SELECT COUNT(*) FROM scenes WHERE creator_id = ?", user_id)
     names = await db.execute_fetchall("SELECT name FROM characters WHERE creator_id = ? ORDER BY name_key", (user_id,))
     plan.counts = UserData(
         messages=plan.whole_messages + len(plan.messages),
@@ -223,6 +228,7 @@ async def _plan(db: aiosqlite.Connection, user_id: int) -> _Plan:
         riddles=riddles,
         quizzes=quizzes,
         scenes=scenes,
+        scenes_started=scenes_started,
         characters=tuple(str(row[0]) for row in names),
     )
     return plan
@@ -256,13 +262,18 @@ async def _forget(db: aiosqlite.Connection, plan: _Plan, user_id: int) -> None:
     # still go here; this line is the guarantee that no message of theirs is left.
     await db.execute("DELETE FROM messages WHERE author_id = ?", (user_id,))
     await db.execute("DELETE FROM sources WHERE author_id = ?", (user_id,))  # passages: by trigger
+    if plan.counts.sources:
+        # FTS5 deletes a row by adding a delete marker: the passage's words stay in the index's blocks until they
+        # are merged. 'optimize' merges them all now, and secure_delete zeroes the pages it frees.
+        await db.execute("INSERT INTO source_passages (source_passages) VALUES ('optimize')")
     await db.execute("DELETE FROM riddles WHERE author_id = ?", (user_id,))
     await db.execute("UPDATE riddles SET solved_by = 0, solved_by_name = 'someone' WHERE solved_by = ?", (user_id,))
     await db.execute("DELETE FROM scene_humans WHERE user_id = ?", (user_id,))  # their name in scene sheets
     await db.execute("DELETE FROM characters WHERE creator_id = ?", (user_id,))  # scene casts: ON DELETE CASCADE
-    # A scene they started stays for the others in it. 0 is "nobody" (as riddles' solved_by): the column is NOT NULL,
-    # and rebuilding the table for a nullable column would buy nothing a reader of the scene needs.
-    await db.execute("UPDATE scenes SET creator_id = 0 WHERE creator_id = ?", (user_id,))
+    # A scene they started stays for the others in it, without the setting and rules they wrote (no rules: the
+    # card's). 0 is "nobody" (as riddles' solved_by): the column is NOT NULL, and rebuilding the table for a
+    # nullable column would buy nothing a reader of the scene needs.
+    await db.execute("UPDATE scenes SET creator_id = 0, setting = '', rules = NULL WHERE creator_id = ?", (user_id,))
     # A quiz they asked for goes whole: its topic is their words. Its answers go with it (ON DELETE CASCADE).
     await db.execute("DELETE FROM quizzes WHERE author_id = ?", (user_id,))
 

@@ -109,7 +109,8 @@ class Store(Database):
         """Append a message to a conversation; it is committed to disk before this returns.
 
         ``external_ids`` are the ids of the platform messages that show it (one for a user's message, one per
-        part of a long reply); :meth:`message_by_external_id` finds the message from any of them.
+        part of a long reply); :meth:`message_by_external_id` finds the message from any of them. A person's
+        message also raises its conversation's catch-up mark (:class:`~bot.store.CatchUp`).
         """
         async with self._use("save the message", write=True) as db:
             rows = list(
@@ -131,6 +132,12 @@ class Store(Database):
             )
             message = message_from_row(rows[0])
             await _link(db, message.id, external_ids)
+            if message.role == Role.USER and external_ids:
+                # The catch-up's mark: deleting this message later never lowers it (see CatchUp).
+                await db.execute(
+                    "UPDATE conversations SET seen_up_to = MAX(COALESCE(seen_up_to, 0), ?) WHERE id = ?",
+                    (max(int(i) for i in external_ids), conversation_id),
+                )
         return message
 
     async def update_message(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import random
+
 import pytest
 
-from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig, SkillsConfig
+from bot.config import AIROBOROS_SYSTEM_PROMPT, Config, ModelConfig, SkillsConfig, SourcesConfig
+from bot.core import sources
 from bot.core.chat_prompts import Author
 from bot.core.source_intake import SourceError, decode_text_file
 from bot.core.sources import SourceService, SourceText, blocks_prompt, split_passages
@@ -187,3 +192,87 @@ async def test_ask_about_ranks_unstored_text_when_it_does_not_fit(
         assert [d async for d in answer.reply.deltas()]
     assert "The lighthouse keeper is named Ada." in backend.prompts[-1].text
     assert len(backend.prompts[-1].token_ids) <= 1000 - 512
+
+
+async def test_caps_per_channel_and_per_person_refuse_clearly(service: SourceService) -> None:
+    """Past a channel's count or bytes, or a person's (across channels), a source is refused saying why."""
+    service.limits = SourcesConfig(
+        max_per_channel=2, max_bytes_per_channel=10, max_per_person=3, max_bytes_per_person=14
+    )
+    await service.add(scope_id=10, guild_id=1, author=ALICE, text="12345")
+    with pytest.raises(SourceError, match=r"sources hold 5 bytes; with this one \(6 bytes\) they would pass the 10"):
+        await service.add(scope_id=10, guild_id=1, author=BOB, text="123456")
+    await service.add(scope_id=10, guild_id=1, author=BOB, text="12345")
+    with pytest.raises(SourceError, match="This channel has 2 sources, the most a channel can hold; remove one"):
+        await service.add(scope_id=10, guild_id=1, author=BOB, text="1")
+    await service.add(scope_id=11, guild_id=1, author=ALICE, text="123456789")
+    with pytest.raises(SourceError, match=r"Your sources hold 14 bytes; with this one \(1 byte\)"):
+        await service.add(scope_id=12, guild_id=1, author=ALICE, text="1")
+    for scope in (12, 13):
+        await service.add(scope_id=scope, guild_id=1, author=BOB, text="1")
+    with pytest.raises(SourceError, match="You have added 3 sources, the most one person can keep"):
+        await service.add(scope_id=14, guild_id=1, author=BOB, text="1")
+    assert [len(await service.listing([scope])) for scope in (10, 11, 12, 13, 14)] == [2, 1, 1, 1, 0]
+
+
+WORDS = [f"{word}{n}" for n in range(40) for word in ("harbour", "lantern", "granite", "meadow", "thunder")]
+
+
+async def _large_sources(store: Store, count: int, size: int = 100_000) -> None:
+    """``count`` sources of about ``size`` bytes in channel 10, stored with their passages as /source add would."""
+    rng = random.Random(7)
+    paragraphs = [" ".join(rng.choices(WORDS, k=100))[:780] for _ in range(64)]
+    for number in range(count):
+        passages = [paragraphs[(number + i) % len(paragraphs)] for i in range(size // 782)]
+        text = "\n\n".join(passages)
+        await store.sources.add(
+            scope_id=10,
+            guild_id=1,
+            title=f"Book {number}",
+            url=None,
+            author_id=1,
+            author_name="A",
+            text=text,
+            passages=passages,
+        )
+
+
+async def test_ask_over_many_large_sources_keeps_the_event_loop_responsive(
+    service: SourceService, store: Store, backend: ScriptedBackend
+) -> None:
+    """/ask over 200 sources of 100 kB with an 8k window: the loop is never held 200 ms (reading and splitting
+    every source whole on the loop held it for seconds)."""
+    await _large_sources(store, 200)
+    service.chat.engine.variant().builder.context_length = 8192
+    # The setup's garbage is collected now: a full collection (which pauses every thread, the loop's too, for a
+    # time that grows with every object the process holds) would otherwise fall inside the measurement.
+    gc.collect()
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+    asking = True
+
+    async def sample() -> None:
+        while asking:
+            start = loop.time()
+            await asyncio.sleep(0.005)
+            lags.append(loop.time() - start - 0.005)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        _, used = await ask(service, [10], "Where is the lantern7 of the harbour12?")
+    finally:
+        asking = False
+        await sampler
+    assert len(used) > 1 and "lantern7" in backend.prompts[-1].text
+    assert max(lags) < 0.2, f"the event loop was held {max(lags):.3f} s"
+
+
+async def test_ask_never_splits_stored_sources_again(
+    service: SourceService, backend: ScriptedBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored sources are read as their stored passages: /ask does not split their text again."""
+    await service.add(scope_id=10, guild_id=1, author=ALICE, text="\n\n".join(["the harbour is calm"] * 200))
+    monkeypatch.setattr(sources, "split_passages", lambda *args: pytest.fail("split again"))
+    service.chat.engine.variant().builder.context_length = 1000
+    assert (await ask(service, [10], "How is the harbour?"))[1] == ["the harbour is calm"]
+    assert "the harbour is calm" in backend.prompts[-1].text

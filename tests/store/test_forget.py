@@ -73,3 +73,36 @@ async def test_forget_user_reaches_sources_riddles_quizzes_and_votes(store: Stor
     assert query(db_path, "SELECT solved_by_name FROM riddles") == [("someone",)]
     assert query(db_path, "SELECT COUNT(*) FROM quiz_answers WHERE user_id = 1") == [(0,)]
     assert query(db_path, "SELECT COUNT(*) FROM votes WHERE voter_id = 1") == [(0,)]
+
+
+def _files_holding(db_path: Path, *words: bytes) -> list[str]:
+    """Which of the database file and its write-ahead log hold any of ``words`` in any byte."""
+    paths = (db_path, db_path.with_name(db_path.name + "-wal"))
+    return [path.name for path in paths if path.exists() and any(word in path.read_bytes() for word in words)]
+
+
+async def test_forgotten_sources_leave_no_word_in_the_index_or_the_files(store: Store, db_path: Path) -> None:
+    """A forgotten source's words are in no byte of the database file or its log, the FTS5 index's blocks included;
+    the other sources are still found."""
+    for author, text in ((2, "alpha beta gamma"), (1, "the qwertzuiop word"), (2, "delta epsilon")):
+        await store.sources.add(
+            scope_id=5, guild_id=9, title="t", url=None, author_id=author, author_name="n", text=text, passages=[text]
+        )
+    assert _files_holding(db_path, b"qwertzuiop") != []  # the scan sees the word where it was put
+    await store.forget_user(1)
+    assert _files_holding(db_path, b"qwertzuiop") == []
+    assert [len(await store.sources.search([5], word)) for word in ("gamma", "epsilon", "qwertzuiop")] == [1, 1, 0]
+
+
+async def test_scenes_they_started_lose_the_setting_and_rules_they_wrote(store: Store, db_path: Path) -> None:
+    """The scene stays for the others in it, with no setting and the card's rules; the words are in no file."""
+    await store.scenes.create(
+        thread_id=70, guild_id=9, creator_id=1, setting="a cafe in Xanadoria", cast=[], rules=["never say plugh"]
+    )
+    await store.scenes.add_human(70, 2, "two")
+    assert (await store.privacy.summary(1)).scenes_started == 1
+    assert (await store.forget_user(1), (await store.privacy.summary(1)).empty) == (0, True)
+    scene = await store.scenes.get(70)
+    assert scene is not None
+    assert (scene.setting, scene.rules, [h.user_id for h in scene.humans]) == ("", None, [2])
+    assert _files_holding(db_path, b"Xanadoria", b"plugh") == []

@@ -120,7 +120,7 @@ CREATE TABLE conversations (
     owner_id    INTEGER,
     created_at  REAL    NOT NULL
 );
-INSERT INTO conversations SELECT * FROM conversations_old;
+INSERT INTO conversations SELECT id, key, guild_id, channel_id, owner_id, created_at FROM conversations_old;
 DROP TABLE conversations_old;
 """
 """The wrong order: SQLite repoints the messages' foreign key at conversations_old, which is then dropped."""
@@ -221,7 +221,8 @@ async def test_a_cards_examples_copied_into_the_speaking_style_are_taken_out(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Upgrading empties a speaking style that is an imported card's mes_example; real speaking styles stay."""
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:-1])
+    before = migrations.MIGRATIONS.index(migrations._CARD_EXAMPLES_ARE_NOT_A_SPEAKING_STYLE)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:before])
     async with await Store.open(db_path) as store:
         examples = "<START>\n{{user}}: hi\n{{char}}: hello"
         ours = {"mes_example": "Terse.", "extensions": {"airoboros_bot": {"speaking_style": "Terse."}}}

@@ -14,15 +14,17 @@ import pytest
 
 from bot.config import Config, StorageConfig
 from bot.frontends.discord.features import privacy
-from bot.store import Role, Store
+from bot.store import Role, Store, UserData
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
-from tests.frontends.discord._helpers import chat, final_reply, first_thread
+from tests.frontends.discord._helpers import bot_messages, chat, final_reply, first_thread
 from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
 
 EPHEMERAL = 64
+REPLY = "Hello there, friend."
+"""What the scripted model answers."""
 
 
 def buttons(message: dict[str, Any]) -> dict[str, str]:
@@ -137,6 +139,14 @@ async def test_an_expired_confirmation_is_refused(
     assert await running.store.get_conversation(f"thread:{thread.id}") is not None
 
 
+def test_the_summary_names_the_scenes_they_started() -> None:
+    """The setting and rules of the scenes someone started are listed with what goes, the scenes said to stay."""
+    assert privacy.describe(UserData(scenes_started=1)) == [
+        "- the setting and rules of **1** scene you started (it stays for the others)"
+    ]
+    assert "**2** scenes you started (they stay" in privacy.describe(UserData(scenes_started=2))[0]
+
+
 async def test_forget_me_with_nothing_stored_says_so(fake: FakeDiscord, running: Running) -> None:
     """A user the bot knows nothing about gets a plain answer and no buttons."""
     answer = await ask_to_forget(fake, user=fake.bob)
@@ -157,6 +167,28 @@ async def test_forget_keeps_a_shared_thread_answering(
     await final_reply(fake, thread.id, count=3)
     prompt = backend.prompts[-1].text
     assert "pineapples" in prompt and "And now?" in prompt and "Bob's private words" not in prompt
+
+
+async def test_a_restart_after_forget_me_brings_no_forgotten_message_back(
+    fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """Bob forgets himself in Alice's thread, the bot restarts: its catch-up answers only what came after, once."""
+    engine, db = scripted_engine(Config(), backend), tmp_path / "bot.sqlite3"
+    async with run_bot(fake, engine, db):
+        thread = await alice_talks_in_a_thread(fake)
+        await fake.send_message(thread.id, fake.bob, "Bob's private words")
+        await final_reply(fake, thread.id, count=2)
+        answer = await ask_to_forget(fake, user=fake.bob)
+        await press(fake, answer, "Delete my data", user=fake.bob)
+        await deleted(fake, answer)
+    prompts = len(backend.prompts)
+    await fake.send_message(thread.id, fake.alice, "Sent while the bot was down.")
+    async with run_bot(fake, engine, db) as running:
+        await final_reply(fake, thread.id, count=3, timeout=30)
+        stored = [m.content for m in await running.chat.history_of(f"thread:{thread.id}")]
+    assert stored == ["My secret is pineapples.", REPLY, "Sent while the bot was down.", REPLY]
+    assert len(backend.prompts) == prompts + 1 and "Bob" not in backend.prompts[-1].text
+    assert len(bot_messages(fake, thread.id)) == 3
 
 
 async def test_forget_stops_the_users_reply_in_flight_first(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.config import AccessConfig, Config, SourcesConfig
 from bot.store import StoredSource
-from tests.doubles import ScriptedBackend
+from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
-from tests.frontends.discord.conftest import Running
+from tests.frontends.discord.conftest import Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,6 +89,31 @@ async def test_source_add_refuses_bad_input_clearly(
     assert original["flags"] & EPHEMERAL
     assert message in original["content"]
     assert await stored(running, fake.channel.id) == []
+
+
+async def test_source_add_counts_against_the_rate_limit(
+    fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """A flood of /source add past ``requests_per_minute``: a private "too fast" answer, nothing more stored."""
+    engine = scripted_engine(Config(access=AccessConfig(requests_per_minute=2)), backend)
+    async with run_bot(fake, engine, tmp_path / "bot.sqlite3") as running:
+        answers = [await add(fake, {"text": f"Fact {n}."}) for n in range(3)]
+        assert ["Added source" in a["content"] for a in answers] == [True, True, False]
+        assert answers[2]["flags"] & EPHEMERAL and "too fast" in answers[2]["content"]
+        assert [s.text for s in await stored(running, fake.channel.id)] == ["Fact 0.", "Fact 1."]
+
+
+async def test_source_add_past_the_channels_cap_is_refused_privately(
+    fake: FakeDiscord, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    """With ``[sources] max_per_channel`` reached, /source add says so privately and stores nothing."""
+    engine = scripted_engine(Config(sources=SourcesConfig(max_per_channel=1)), backend)
+    async with run_bot(fake, engine, tmp_path / "bot.sqlite3") as running:
+        await add(fake, {"text": "The only one."})
+        refused = await add(fake, {"text": "One more."})
+        assert refused["flags"] & EPHEMERAL
+        assert "This channel has 1 source, the most a channel can hold" in refused["content"]
+        assert [s.text for s in await stored(running, fake.channel.id)] == ["The only one."]
 
 
 async def test_wrong_type_and_oversized_files_are_not_downloaded(fake: FakeDiscord, running: Running) -> None:

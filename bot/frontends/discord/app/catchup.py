@@ -2,9 +2,10 @@
 
 After a RESUME Discord replays what the bot missed; after a new session (IDENTIFY: a session Discord ended, or a
 restart) it does not. So on every new session the conversations cog reads, for each conversation active lately, the
-thread's (or DM's) history after the newest person's message the store knows there, and passes the people's
-messages it finds through its ``on_message``, in order, as if they had just arrived: access rules, blocked users,
-rate limits and the duplicate guard apply as to any message. History carries no member data, so each author is
+thread's (or DM's) history after the newest person's message the store ever held there (a mark that deleting
+messages never lowers: what ``/forget-me``, ``/reset`` or a deletion removed is never read back), and passes the
+people's messages it finds through its ``on_message``, in order, as if they had just arrived: access rules, blocked
+users, rate limits and the duplicate guard apply as to any message. History carries no member data, so each author is
 first resolved to the server member they are (their roles decide ``[access] allowed_roles``).
 
 Bounded: conversations with a message in the last :data:`WINDOW` seconds, at most :data:`CONVERSATIONS` of them,
@@ -89,7 +90,7 @@ async def _as_members(messages: list[discord.Message], known: dict[tuple[int, in
 
 
 def _anchor(recent: RecentConversation) -> int | None:
-    """The platform id after which messages may be missing: the newest person's message stored, else the newest
+    """The platform id after which messages may be missing: the newest person's message ever stored, else the newest
     stored message, else (a thread) the thread itself, whose id is its starter's; None for a key that is no place."""
     kind, _, raw_id = recent.key.partition(":")
     if kind not in ("thread", "dm") or not raw_id.isdigit():

@@ -106,6 +106,9 @@ def describe(data: UserData) -> list[str]:
         lines.append(f"{_n(data.votes, 'vote')} on comparisons")
     if data.scenes:
         lines.append(f"your place in {_n(data.scenes, 'scene')}")
+    if data.scenes_started:
+        stay = "it stays" if data.scenes_started == 1 else "they stay"
+        lines.append(f"the setting and rules of {_n(data.scenes_started, 'scene')} you started ({stay} for the others)")
     if data.characters:
         names = ", ".join(data.characters[:_NAMES_SHOWN])
         if len(data.characters) > _NAMES_SHOWN:

@@ -7,6 +7,8 @@ and its text attachments, which are not stored: they exist only for that answer.
 
 Every command is acknowledged before anything slow; a modal is itself the menu's answer, and its submission is
 deferred before any work. Refusals take the one error path (:func:`~bot.frontends.discord.ui.feedback.report`).
+``/source add`` counts against the person's ``[access] requests_per_minute`` like a model request (it stores and
+indexes up to ``source_max_bytes`` of text), and ``[sources]`` caps what a channel and a person keep.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class Sources(commands.Cog):
         self.bot = bot
         self.chat = services.chat
         self.replies = services.replies
+        self.access = services.access
         self.settings = self.chat.engine.config.skills
-        self.service = SourceService(self.chat, self.settings)
+        self.service = SourceService(self.chat, self.settings, self.chat.engine.config.sources)
         self.ask_menu = app_commands.ContextMenu(name="Ask about this message", callback=self.ask_about_message)
 
     async def cog_load(self) -> None:
@@ -129,6 +132,9 @@ class Sources(commands.Cog):
         url: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
         """Add a source to this channel (typed text or a text file) for /ask to answer from."""
+        limited = self.access.rate(interaction.user.id)  # not a model command, so the gate did not count it
+        if limited is not None:
+            raise limited
         await interaction.response.defer(ephemeral=True, thinking=True)
         if (text is None) == (file is None):
             raise SourceError("Give the source's text or attach a text file (one of the two).")
