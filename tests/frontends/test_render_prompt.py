@@ -215,11 +215,11 @@ def test_scene_without_messages_is_the_opening_prompt(render: Render) -> None:
 
 
 def test_invalid_scene_exits_2(render: Render) -> None:
-    """A scene without characters, or with a human named like a character, is refused in one line."""
+    """A scene without characters is refused in one line; a human named like a character gets a suffixed label."""
     empty = render({"scene": {**CARD_SCENE, "characters": []}})
     assert empty.returncode == 2
     assert "conv.json: A scene needs at least one character" in empty.stderr
+    assert "Traceback" not in empty.stderr
     clash = render({"scene": {**CARD_SCENE, "humans": ["yoda"]}})
-    assert clash.returncode == 2
-    assert "appears twice" in clash.stderr
-    assert "Traceback" not in clash.stderr
+    assert clash.returncode == 0
+    assert "- USER/yoda (2) - don't generate any speech or actions on behalf of yoda (2)" in clash.stdout
