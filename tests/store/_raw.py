@@ -28,9 +28,14 @@ def write_lock_held(path: Path, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqli
 
 
 async def limit_pages(store: Store, pages: int | None) -> None:
-    """Cap the database at ``pages`` pages (None: its current size) on the store's connection: a full disk."""
+    """Cap the database at ``pages`` pages (None: its current size) on the store's connection: a full disk.
+
+    With None, the file's free pages are given back first (``VACUUM``): a migration that rebuilt a table leaves some,
+    and a write that reuses them would not find the disk full.
+    """
     async with store._use("limit the size") as db:
         if pages is None:
+            await db.execute("VACUUM")
             (row,) = await db.execute_fetchall("PRAGMA page_count")
             pages = int(row[0])
         await db.execute(f"PRAGMA max_page_count = {pages}")
