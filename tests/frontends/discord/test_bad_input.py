@@ -140,6 +140,7 @@ async def test_a_mention_flood_never_pings(fake: FakeDiscord, running: Running, 
     role = fake.add_role(fake.guild, "mods", 0)
     flood = "@everyone @here " + " ".join(f"<@{fake.alice.id + i}>" for i in range(50)) + f" <@&{role.id}>"
     backend.script = lambda prompt: flood
+    backend.delay = 0.002
     await chat(fake, flood)
     thread = await first_thread(fake)
     await final_reply(fake, thread.id)

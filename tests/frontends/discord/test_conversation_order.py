@@ -122,7 +122,7 @@ async def test_stop_works_on_the_second_message_of_a_long_reply(
 ) -> None:
     """A reply that spilled into a second message stops from the button there, at once."""
     backend.script = lambda prompt: " ".join(f"word{i:04d}" for i in range(2000))
-    backend.delay = 0.02  # about 450 characters a second: the second message shows after some 4 s
+    backend.delay = 0.005  # about 1800 characters a second: the second message shows after some 1.2 s
 
     def second_with_stop() -> dict[str, Any] | None:
         messages = bot_messages(fake, thread.id)

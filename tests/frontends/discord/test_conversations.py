@@ -59,7 +59,7 @@ async def test_a_waiting_reply_shows_its_queue_position(
     """With the model busy, the next reply's placeholder says where it stands in the queue."""
     running.chat.engine.variant().scheduler.max_running = 1
     backend.script = lambda prompt: " ".join(f"w{i}" for i in range(30))
-    backend.delay = 0.05
+    backend.delay = 0.01  # the first reply takes 0.3 s: the second waits
     await chat(fake, "first")
     await fake.wait_for(lambda: fake.threads or None)
     await chat(fake, "second", user=fake.bob)

@@ -47,7 +47,7 @@ async def streaming(fake: FakeDiscord, channel_id: int, count: int = 1) -> dict[
     return message
 
 
-async def talk(fake: FakeDiscord, backend: ScriptedBackend, text: str | None = None, delay: float = 0.05) -> Any:
+async def talk(fake: FakeDiscord, backend: ScriptedBackend, text: str | None = None, delay: float = 0.02) -> Any:
     """Alice's /chat whose reply (``text``, default 40 words) is streaming in its new thread; returns the thread."""
     backend.script = (lambda prompt: words(40)) if text is None else (lambda prompt: text)
     backend.delay = delay

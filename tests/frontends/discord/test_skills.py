@@ -16,7 +16,7 @@ from bot.inference.types import Prompt
 from tests.doubles import ScriptedBackend, scripted_engine
 from tests.fakediscord import FakeDiscord
 from tests.frontends.discord._helpers import bot_messages
-from tests.frontends.discord.conftest import Running, run_bot
+from tests.frontends.discord.conftest import PACE, Running, run_bot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -125,6 +125,7 @@ async def test_long_code_comes_as_a_file_with_the_languages_extension(
     code = "\n".join(f"var line{i:03d} = {i}" for i in range(150))
     assert len(code) > 2000
     backend.script = lambda prompt: code
+    backend.delay = 0.002  # some 450 words: about a second of streaming
     handle = await slash(fake, "code", {"task": "Many lines", "language": "go"})
     message = await finished(handle, lambda m: bool(m["attachments"]))
     assert message["content"] == attached_note(LANGUAGES["go"])
@@ -143,7 +144,7 @@ async def test_joke_sends_the_cards_wording_and_streams(
     """/joke bananas asks "Tell me a joke about bananas." and streams the answer into the public response."""
     words = [f"ripe{i}" for i in range(12)]
     backend.script = lambda prompt: " ".join(words)
-    backend.delay = 0.1
+    backend.delay = PACE  # a word per edit period: the first edit shows part of the joke
     handle = await slash(fake, "joke", {"topic": "bananas"})
     message = await finished(handle, lambda m: m["content"] == " ".join(words))
     assert next(e["content"] for e in message["edits"] if e["content"].startswith("ripe")) != " ".join(words)
@@ -240,7 +241,7 @@ async def test_a_second_guess_while_the_first_is_judged_is_refused(
 ) -> None:
     """Alice guesses twice at once: the second is refused clearly, the first is judged."""
     riddle = await post_riddle(fake, backend, verdict=" ".join(["No."] * 10))
-    backend.delay = 0.2
+    backend.delay = 0.05  # the verdict takes half a second: the second guess comes while it is judged
     first, second = await asyncio.gather(guess(fake, riddle, "a vase"), guess(fake, riddle, "a jar"))
     answers = sorted([await private_answer(first), await private_answer(second)])
     assert answers == ["⚠️ Your previous guess is still being judged; wait for it.", "❌ Not quite. Try again!"]
