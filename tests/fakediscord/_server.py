@@ -306,13 +306,7 @@ class FakeDiscord:
 
     def max_edits_within(self, window: float, channel_id: int | str, message_id: int | str | None = None) -> int:
         """The most edits that landed within any ``window`` seconds (for throttling checks)."""
-        times = self.edit_times(channel_id, message_id)
-        start, best = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return most_within(self.edit_times(channel_id, message_id), window)
 
     def typing_in(self, channel_id: int | str) -> list[float]:
         """``time.monotonic()`` of every typing indicator the bot triggered in the channel."""
@@ -674,6 +668,16 @@ class FakeDiscord:
     async def _flush(self, written: list[asyncio.Future[None]]) -> None:
         if written:
             await asyncio.wait_for(asyncio.gather(*written), _DISPATCH_TIMEOUT)
+
+
+def most_within(times: list[float], window: float) -> int:
+    """The most of ``times`` (in order) that fall within any ``window`` seconds."""
+    start, best = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def _find_component(components: list[Any], custom_id: str) -> dict[str, Any] | None:
