@@ -25,6 +25,9 @@ class LoadOptions:
     reply_seconds: float = 20.0
     timeout: float | None = None
     """Seconds the replies may take in all after the messages were sent (default: see :attr:`deadline`)."""
+    idle_seconds: float = 3.0
+    """Before the load: how long the loop lag is sampled with the bot connected and idle (``loop_lag_ms_idle``):
+    what the machine alone costs the loop, to read the lag under load against."""
 
     @property
     def deadline(self) -> float:
@@ -62,10 +65,12 @@ def assemble(
     options: LoadOptions,
     machine: dict[str, Any],
     bot: dict[str, Any],
-    lag: dict[str, Any],
     seen: dict[str, Any],
+    *,
+    lag: dict[str, Any],
+    idle_lag: dict[str, Any],
 ) -> dict[str, Any]:
-    """The report from the bot's side (``bot``, ``lag``) and the fakes' (``seen``)."""
+    """The report from the bot's side (``bot``, the loop ``lag`` and ``idle_lag``) and the fakes' (``seen``)."""
     conversations = options.conversations
     report: dict[str, Any] = {
         "options": asdict(options) | {"timeout": options.deadline},
@@ -73,6 +78,7 @@ def assemble(
         "seconds": seen["seconds"],
         "bot": {
             "loop_lag_ms": lag,
+            "loop_lag_ms_idle": idle_lag,
             **bot,
             "cpu_ms_per_conversation": round(bot["cpu_s"] * 1000 / conversations, 1),
             "rss_kb_per_conversation": round((bot["rss_mb_peak"] - bot["rss_mb_before"]) * 1024 / conversations, 1),
@@ -97,7 +103,8 @@ def print_report(report: dict[str, Any], *, as_json: bool) -> None:
         print(
             f"{report['options']['conversations']} conversations in {report['seconds']} s: "
             f"{replies['answered_once']} answered once ({replies['lost']} lost, {replies['duplicated']} duplicated, "
-            f"{replies['cut_short']} cut short); loop lag p50 {lag['p50']} ms, p99 {lag['p99']} ms; "
+            f"{replies['cut_short']} cut short); loop lag p50 {lag['p50']} ms, p99 {lag['p99']} ms "
+            f"(idle: p99 {bot['loop_lag_ms_idle']['p99']} ms); "
             f"bot CPU {bot['cpu_ms_per_conversation']} ms and RSS {bot['rss_kb_per_conversation']} KB a conversation; "
             f"Discord {discord['requests_per_second_mean']} requests/s (max {discord['requests_per_second_max']} "
             f"in a second), {discord['global_429']} global 429s; "

@@ -27,10 +27,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SETTLE_SECONDS = 0.2
 SETTLE_PER_CONVERSATION = 0.001
 """After the bot's gateway session is ready: time for it to take in the guild (its threads, its members)
-before the load starts and the memory it starts from is read."""
+before the idle loop lag is sampled, on top of ``idle_seconds``."""
 START_TIMEOUT = 120.0
 """Seconds the fakes may take to start, and the bot to connect."""
 
@@ -156,11 +155,11 @@ async def run_loadtest(options: LoadOptions, *, tokenizer: HFTokenizer | None = 
             finally:
                 await engine.close()
     machine["load_average_after"] = _load()
-    bot, lag, seen = measured
+    bot, lag, idle_lag, seen = measured
     busy = machine["busy_cores"] = bot.pop("machine_busy_cores")
     if busy is not None:  # what other processes kept busy: the machine's, less the bot's and the fakes'
         machine["others_busy_cores"] = round(max(0.0, busy - (bot["cpu_s"] + seen["fake_cpu_s"]) / bot["wall_s"]), 2)
-    return assemble(options, machine, bot, lag, seen)
+    return assemble(options, machine, bot, seen, lag=lag, idle_lag=idle_lag)
 
 
 def _load() -> list[float]:
@@ -170,15 +169,22 @@ def _load() -> list[float]:
 
 async def _measure(
     fakes: _Fakes, chat: ChatService, config: Config, token: str, options: LoadOptions
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Connect the bot, let every person write, and measure until every reply ended: (bot, lag, fakes' report)."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Connect the bot, let every person write, and measure until every reply ended.
+
+    Returns the bot's figures, the loop lag under load and while idle before it, and the fakes' report.
+    """
     from bot.frontends.discord.app.runner import run_bot
 
     stop = asyncio.Event()
     bot = asyncio.create_task(run_bot(chat, config.discord, token, stop=stop, guild_ready_timeout=0.05))
     try:
         await _unless_stopped(fakes.ask("connected", START_TIMEOUT), bot)
-        await asyncio.sleep(SETTLE_SECONDS + SETTLE_PER_CONVERSATION * options.conversations)
+        await asyncio.sleep(SETTLE_PER_CONVERSATION * options.conversations)
+        idle = LagSampler()
+        idle.start()
+        await _unless_stopped(asyncio.sleep(options.idle_seconds), bot)
+        await idle.stop()
         sampler, probe = LagSampler(), Probe()
         sampler.start()
         probe.start()
@@ -188,7 +194,7 @@ async def _measure(
             await sampler.stop()
             measured = await probe.stop()
         seen = (await fakes.answer(START_TIMEOUT))["report"]
-        return measured, sampler.summary(), seen
+        return measured, sampler.summary(), idle.summary(), seen
     finally:
         stop.set()
         await bot

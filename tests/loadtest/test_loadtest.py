@@ -29,7 +29,7 @@ async def test_five_conversations_are_each_answered_once_within_discords_limits(
     embedded_tokenizer: tuple[HFTokenizer, int], endpoints_restored: None
 ) -> None:
     """Five people write at once: all five replies stream together and end as one whole message each."""
-    options = LoadOptions(conversations=5, reply_chars=300, reply_seconds=0.5, timeout=30)
+    options = LoadOptions(conversations=5, reply_chars=300, reply_seconds=0.5, timeout=30, idle_seconds=0.2)
     report = await run_loadtest(options, tokenizer=embedded_tokenizer[0])
     assert report["checks"] == {
         "every_message_answered_once": True,
