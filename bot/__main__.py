@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--reply-chars", type=int, default=1500, help="characters in each reply (default 1500)")
     load.add_argument("--reply-seconds", type=float, default=20.0, help="seconds each reply streams (default 20)")
     load.add_argument("--timeout", type=float, help="seconds the replies may take in all (default: generous)")
+    load.add_argument("--database-dir", help="where the bot's database goes (default: the temporary folder)")
     load.add_argument("--json", action="store_true", help="print only the JSON object")
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
@@ -204,7 +205,8 @@ async def _loadtest(args: argparse.Namespace) -> int:
     if not 0 < args.reply_chars <= MAX_REPLY_CHARS:
         raise ConfigError(f"--reply-chars must be between 1 and {MAX_REPLY_CHARS} (a reply that fits one message)")
     checkout_root()  # before the slow tokenizer load: an installed bot cannot run it
-    report = await run_loadtest(LoadOptions(args.conversations, args.reply_chars, args.reply_seconds, args.timeout))
+    options = LoadOptions(args.conversations, args.reply_chars, args.reply_seconds, args.timeout, args.database_dir)
+    report = await run_loadtest(options)
     print_report(report, as_json=args.json)
     return 0 if report["ok"] else 1
 

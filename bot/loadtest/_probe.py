@@ -4,7 +4,8 @@
 overshot: a callback that holds the loop for 80 ms shows as one sample near 80 ms. :class:`Probe` reads
 the process's CPU time (``time.process_time``: every thread, user and system) and samples its RSS
 (``VmRSS`` in ``/proc/self/status``) every quarter second; the machine's busy time comes from
-``/proc/stat``, so what other processes used meanwhile can be told apart from the bot's.
+``/proc/stat``, so what other processes used meanwhile can be told apart from the bot's, and Linux's
+pressure stall information says for what share of the time some task was kept waiting for a CPU.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def machine_busy_seconds() -> float | None:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_stall_seconds() -> float | None:
+    """Seconds in which some runnable task waited for a CPU since boot (Linux's ``/proc/pressure/cpu``), or None."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    total = dict(field.split("=", 1) for field in line.split()[1:]).get("total")
+    return None if total is None else int(total) / 1e6
+
+
 def cpu_kind() -> str:
     """What the CPU offers beyond AVX2 for bf16 work (``avx512_bf16``, ``amx_tile``), as docs/performance.md notes."""
     try:
@@ -91,11 +102,13 @@ class Probe:
         self._cpu = 0.0
         self._wall = 0.0
         self._machine: float | None = None
+        self._stalled: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.rss_before = self.rss_peak = rss_bytes()
-        self._cpu, self._wall, self._machine = time.process_time(), time.monotonic(), machine_busy_seconds()
+        self._cpu, self._wall = time.process_time(), time.monotonic()
+        self._machine, self._stalled = machine_busy_seconds(), cpu_stall_seconds()
         self._task = asyncio.create_task(self._sample_rss())
 
     async def _sample_rss(self) -> None:
@@ -112,8 +125,9 @@ class Probe:
         self.rss_peak = max(self.rss_peak, rss_bytes())
         cpu = time.process_time() - self._cpu
         wall = max(time.monotonic() - self._wall, 1e-9)
-        machine_now = machine_busy_seconds()
+        machine_now, stalled_now = machine_busy_seconds(), cpu_stall_seconds()
         busy = None if self._machine is None or machine_now is None else machine_now - self._machine
+        stalled = None if self._stalled is None or stalled_now is None else stalled_now - self._stalled
         return {
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
@@ -121,4 +135,5 @@ class Probe:
             "rss_mb_before": round(self.rss_before / 2**20, 1),
             "rss_mb_peak": round(self.rss_peak / 2**20, 1),
             "machine_busy_cores": None if busy is None else round(busy / wall, 2),
+            "machine_cpu_pressure_pct": None if stalled is None else round(100 * stalled / wall, 1),
         }

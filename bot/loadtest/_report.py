@@ -25,6 +25,9 @@ class LoadOptions:
     reply_seconds: float = 20.0
     timeout: float | None = None
     """Seconds the replies may take in all after the messages were sent (default: see :attr:`deadline`)."""
+    database_dir: str | None = None
+    """Where the bot's SQLite file goes (a new temporary folder inside it); default: the system's temporary folder.
+    On a tmpfs (``/dev/shm``) the store costs no disk syncs."""
     idle_seconds: float = 3.0
     """Before the load: how long the loop lag is sampled with the bot connected and idle (``loop_lag_ms_idle``):
     what the machine alone costs the loop, to read the lag under load against."""

@@ -148,7 +148,7 @@ async def run_loadtest(options: LoadOptions, *, tokenizer: HFTokenizer | None = 
             await backend.start()
             engine = Engine(config, {model.name: Engine._wrap(model, backend, config)})
             try:
-                with tempfile.TemporaryDirectory(prefix="loadtest-") as folder:
+                with tempfile.TemporaryDirectory(prefix="loadtest-", dir=options.database_dir) as folder:
                     async with await Store.open(Path(folder) / "bot.sqlite3") as store:
                         chat = ChatService(store, engine, config.generation)
                         measured = await _measure(fakes, chat, config, world["token"], options)
@@ -156,6 +156,7 @@ async def run_loadtest(options: LoadOptions, *, tokenizer: HFTokenizer | None = 
                 await engine.close()
     machine["load_average_after"] = _load()
     bot, lag, idle_lag, seen = measured
+    machine["cpu_pressure_pct"] = bot.pop("machine_cpu_pressure_pct")
     busy = machine["busy_cores"] = bot.pop("machine_busy_cores")
     if busy is not None:  # what other processes kept busy: the machine's, less the bot's and the fakes'
         machine["others_busy_cores"] = round(max(0.0, busy - (bot["cpu_s"] + seen["fake_cpu_s"]) / bot["wall_s"]), 2)
