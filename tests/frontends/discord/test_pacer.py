@@ -1,14 +1,16 @@
-"""The pacer behind the global rate limit: an even stream, in order, small bursts at most, lateness made up."""
+"""The pacer behind the global rate limit: an even stream, in order, small bursts, lateness made up, urgent first."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from types import SimpleNamespace
 
 import pytest
+from yarl import URL
 
-from bot.frontends.discord.app.ratelimit import Pacer
+from bot.frontends.discord.app.ratelimit import GlobalRateLimit, Pacer, urgent_requests
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -102,3 +104,45 @@ async def test_a_cancelled_caller_gives_up_its_place() -> None:
     await staying
     assert time.monotonic() - started < 2 * pacer.interval
     assert leaving.cancelled()
+
+
+async def test_an_urgent_caller_goes_before_those_already_waiting() -> None:
+    """Ten callers wait; one asking urgently afterwards goes next, and the ten keep their order after it."""
+    pacer = Pacer(100)
+    for _ in range(2):
+        await pacer.acquire()  # the burst: from now on everyone waits
+    order: list[str] = []
+
+    async def caller(name: str, *, urgent: bool = False) -> None:
+        await pacer.acquire(urgent=urgent)
+        order.append(name)
+
+    waiting = [asyncio.create_task(caller(f"normal {n}")) for n in range(10)]
+    await asyncio.sleep(0)
+    await asyncio.gather(caller("urgent", urgent=True), *waiting)
+    assert order == ["urgent"] + [f"normal {n}" for n in range(10)]
+
+
+async def test_requests_made_inside_urgent_requests_take_the_urgent_lane() -> None:
+    """The trace hook reads urgent_requests(): a request made inside it overtakes the requests already waiting."""
+    limit = GlobalRateLimit(20)
+    hook = limit.trace_config().on_request_start[0]
+    params = SimpleNamespace(
+        url=URL("http://discord.test/api/v10/channels/1/messages"), headers={"Authorization": "Bot x"}
+    )
+    for _ in range(2):
+        await limit.pacer.acquire()
+    order: list[str] = []
+
+    async def request(name: str) -> None:
+        await hook(None, SimpleNamespace(), params)
+        order.append(name)
+
+    async def urgent_request() -> None:
+        with urgent_requests():
+            await request("urgent")
+
+    waiting = [asyncio.create_task(request(f"normal {n}")) for n in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.gather(urgent_request(), *waiting)
+    assert order == ["urgent", "normal 0", "normal 1", "normal 2"]
