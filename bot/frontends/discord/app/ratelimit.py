@@ -11,10 +11,11 @@ whole second's worth go at once whenever the log has room, and a burst that went
 its slots together one second later, so bursts repeat; if one reaches Discord a little late (a busy
 event loop, the network), two of them fall into one of Discord's seconds. Under the load test's 100
 streaming replies that was up to 81 requests within a second and dozens of global 429s. The even
-stream leaves most of Discord's margin (50 against the default 45) for lateness; it catches up on
-its own lateness by one request at most (spacing every request from the one before, late or not, had
-cut the rate to 17 a second with 300 replies on a busy machine). And nobody polls, where
-the sliding log woke every waiter every 10 ms.
+stream leaves Discord's margin (50 against the default 45) for lateness on the way. It makes up its
+own lateness, two requests at once at most (spacing every request from the one before, late or not,
+had cut the rate to 17 a second with 300 replies on a busy machine; five at once let 57 reach the
+fake Discord within one second there), never past ``requests_per_second`` in any second. And nobody
+polls, where the sliding log woke every waiter every 10 ms.
 
 The slot is taken in aiohttp's ``on_request_start`` trace hook, which aiohttp awaits just
 before it sends a request, through discord.py's own ``http_trace`` option. That is the
@@ -73,17 +74,22 @@ class Pacer:
 
     The generic cell rate algorithm: each caller goes ``period / rate`` seconds after the one before,
     but one running late (the event loop held up, the process not scheduled) lets the next ones catch
-    up by up to ``burst`` intervals, so lateness does not cost throughput. Never more than ``burst + 1``
-    go at once, and any second holds at most ``rate + burst + 1`` of them. One timer lets waiters
-    through; nobody polls, however many wait. A waiter cancelled before its turn gives its place up.
-    An ``urgent`` caller goes before every other one still waiting.
+    up by up to ``burst`` intervals, so lateness costs little throughput; and whatever the catching up,
+    no ``period`` ever holds more than ``rate`` of them (the times of the last ``rate`` are kept). Never
+    more than ``burst + 1`` go at once. One timer lets waiters through; nobody polls, however many wait.
+    A waiter cancelled before its turn gives its place up. An ``urgent`` caller goes before every other
+    one still waiting.
     """
 
     def __init__(self, rate: int, period: float = 1.0, *, burst: int = 1) -> None:
+        self.rate = rate
+        self.period = period
         self.interval = period / rate
         self.tolerance = burst * self.interval
         self._due = -math.inf
         """The theoretical time of the next caller (``time.monotonic()``); it may go ``tolerance`` earlier."""
+        self._went: deque[float] = deque(maxlen=rate)
+        """When the last ``rate`` callers went."""
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -104,17 +110,25 @@ class Pacer:
                     lane.remove(turn)
             raise
 
+    def _next_turn(self) -> float:
+        """The earliest time the next caller may go: the stream's, and never the ``rate + 1``-th within a period."""
+        turn = self._due - self.tolerance
+        if len(self._went) == self.rate:
+            turn = max(turn, self._went[0] + self.period)
+        return turn
+
     def _may_go(self, now: float) -> bool:
         """Whether a caller may go at ``now``; if so its turn is taken."""
-        if now < self._due - self.tolerance:
+        if now < self._next_turn():
             return False
         self._due = max(self._due, now) + self.interval
+        self._went.append(now)
         return True
 
     def _arm(self) -> None:
         if self._timer is None and (self._urgent or self._waiting):
             loop = asyncio.get_running_loop()
-            wait = max(0.0, self._due - self.tolerance - time.monotonic())
+            wait = max(0.0, self._next_turn() - time.monotonic())
             self._timer = loop.call_at(loop.time() + wait, self._let_through)
 
     def _next_lane(self) -> deque[asyncio.Future[None]] | None:
