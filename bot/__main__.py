@@ -1,4 +1,4 @@
-"""Command line: ``python -m bot {chat,run,bench,render-prompt,check-config,doctor,invite-url,healthcheck}``.
+"""Command line: ``python -m bot {chat,run,bench,loadtest,render-prompt,check-config,doctor,invite-url,healthcheck}``.
 
 Resources (the database, the engine) are opened here and passed in; no module holds a
 singleton. Every :class:`~bot.errors.BotError` ends as one line on stderr: exit code 2
@@ -59,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--tokenizer", type=Path, help="with --random-weights: a tokenizer folder (default: embedded)")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--history-tokens", type=int, help="also time a follow-up in a thread with this much history")
+
+    load = commands.add_parser(
+        "loadtest", help="the Discord frontend under load: fake Discord and model server (from a source checkout)"
+    )
+    load.add_argument("--conversations", type=int, default=100, help="people writing at once (default 100)")
+    load.add_argument("--reply-chars", type=int, default=1500, help="characters in each reply (default 1500)")
+    load.add_argument("--reply-seconds", type=float, default=20.0, help="seconds each reply streams (default 20)")
+    load.add_argument("--timeout", type=float, help="seconds the replies may take in all (default: generous)")
+    load.add_argument("--database-dir", help="where the bot's database goes (default: the temporary folder)")
+    load.add_argument("--json", action="store_true", help="print only the JSON object")
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True, help="TOML config file")
@@ -187,6 +197,21 @@ async def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _loadtest(args: argparse.Namespace) -> int:
+    from bot.loadtest import LoadOptions, checkout_root, print_report, run_loadtest
+    from bot.loadtest._report import MAX_REPLY_CHARS
+
+    if args.conversations <= 0 or args.reply_seconds <= 0 or (args.timeout is not None and args.timeout <= 0):
+        raise ConfigError("--conversations, --reply-seconds and --timeout must be positive numbers")
+    if not 0 < args.reply_chars <= MAX_REPLY_CHARS:
+        raise ConfigError(f"--reply-chars must be between 1 and {MAX_REPLY_CHARS} (a reply that fits one message)")
+    checkout_root()  # before the slow tokenizer load: an installed bot cannot run it
+    options = LoadOptions(args.conversations, args.reply_chars, args.reply_seconds, args.timeout, args.database_dir)
+    report = await run_loadtest(options)
+    print_report(report, as_json=args.json)
+    return 0 if report["ok"] else 1
+
+
 def _render(args: argparse.Namespace) -> int:
     from bot.frontends.render_prompt import read_dialogue, render
 
@@ -251,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_bench(args))
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "loadtest":
+            return asyncio.run(_loadtest(args))
         if args.command == "doctor":
             return _doctor(args)
         if args.command == "invite-url":

@@ -23,7 +23,7 @@ from ._models import (
     Permission,
     RecordedRequest,
 )
-from ._server import FakeDiscord
+from ._server import FakeDiscord, most_within
 
 __all__ = [
     "ApiError",
@@ -41,4 +41,5 @@ __all__ = [
     "MessageFlag",
     "Permission",
     "RecordedRequest",
+    "most_within",
 ]

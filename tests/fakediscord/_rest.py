@@ -7,7 +7,8 @@ as a Cloudflare ban instead of retrying it.
 
 Discord's global rate limit is enforced: more than ``global_rate_limit`` requests made with
 the bot token within any second (interaction endpoints are exempt, as on Discord) are
-answered with a global 429, which discord.py honours by holding every request.
+answered with a global 429, which discord.py honours by holding every request. With
+``route_limits`` the message routes' per-channel buckets are too (see ``_limits``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiohttp import BodyPartReader, web
 
 from . import _commands, _interactions, _payloads
 from ._errors import ApiError, route_not_found, unauthorized, unknown
+from ._limits import RouteLimits
 from ._models import (
     ChannelType,
     FakeChannel,
@@ -89,7 +91,14 @@ Handler = Callable[[ApiRequest], Awaitable[Any]]
 class RestApi:
     """Routes ``/api/v10/...`` requests to handlers over :class:`FakeState`."""
 
-    def __init__(self, state: FakeState, gateway: Gateway, *, global_rate_limit: int | None = 50) -> None:
+    def __init__(
+        self,
+        state: FakeState,
+        gateway: Gateway,
+        *,
+        global_rate_limit: int | None = 50,
+        route_limits: RouteLimits | None = None,
+    ) -> None:
         self._state = state
         self._gateway = gateway
         self.injections: list[Injection] = []
@@ -98,6 +107,8 @@ class RestApi:
         """Bot-token requests accepted per second before a global 429; None turns the limit off."""
         self.global_limit_hits = 0
         """How many requests were answered with a global 429 because of :attr:`global_rate_limit`."""
+        self.route_limits = route_limits
+        """Per-route buckets (None: no route is limited)."""
         self._accepted_at: deque[float] = deque()
         self._routes: list[tuple[str, re.Pattern[str], Handler, bool]] = []
         self._add_routes()
@@ -142,6 +153,19 @@ class RestApi:
         over_limit = self._over_global_limit(request, path)
         if over_limit is not None:
             return over_limit, False
+        use = self.route_limits.take(request.method, path) if self.route_limits is not None else None
+        if use is None:
+            return await self._route(request, path, payload, files)
+        if use.refused:
+            return use.too_many(), False
+        response, route_missing = await self._route(request, path, payload, files)
+        response.headers.update(use.headers)
+        return response, route_missing
+
+    async def _route(
+        self, request: web.Request, path: str, payload: Any, files: list[tuple[str, bytes, str | None]]
+    ) -> tuple[web.Response, bool]:
+        """Injected failures first, then the route's handler."""
         injected = next((i for i in self.injections if i.matches(request.method, path)), None)
         if injected is not None:
             injected.count -= 1

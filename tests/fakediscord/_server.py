@@ -16,6 +16,7 @@ from aiohttp import web
 from . import _commands
 from ._gateway import Gateway, GatewaySession
 from ._interactions import InteractionHandle
+from ._limits import RouteLimits
 from ._models import (
     ChannelType,
     CommandType,
@@ -49,7 +50,10 @@ class FakeDiscord:
     Like Discord it closes an IDENTIFY asking for a privileged intent the app lacks
     (``allowed_intents``, default: all allowed) with 4014, and answers more than
     ``global_rate_limit`` bot-token requests a second (default 50, None for no limit) with a
-    global 429, counted in :attr:`global_limit_hits`.
+    global 429, counted in :attr:`global_limit_hits`. With ``route_rate_limits`` it also keeps
+    Discord's per-channel buckets for sending and editing messages (5 per 5 s each), says so in
+    every response's ``X-RateLimit-*`` headers as Discord does, and answers a request past one
+    with a route 429, counted in :attr:`route_limit_hits`.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class FakeDiscord:
         allowed_intents: int | None = None,
         shard_count: int = 1,
         global_rate_limit: int | None = 50,
+        route_rate_limits: bool = False,
     ) -> None:
         self._state = FakeState(token=token, bot_name=bot_name, interaction_deadline=interaction_deadline)
         self._gateway = Gateway(
@@ -70,7 +75,12 @@ class FakeDiscord:
         )
         self._gateway.shard_count = shard_count
         self._state.gateway = self._gateway
-        self._rest = RestApi(self._state, self._gateway, global_rate_limit=global_rate_limit)
+        self._rest = RestApi(
+            self._state,
+            self._gateway,
+            global_rate_limit=global_rate_limit,
+            route_limits=RouteLimits() if route_rate_limits else None,
+        )
         self._runner: web.AppRunner | None = None
         self.api_base = ""
         """REST base for ``configure_endpoints``, e.g. ``http://127.0.0.1:PORT/api/v10``; set by :meth:`start`."""
@@ -223,6 +233,11 @@ class FakeDiscord:
         return self._rest.global_limit_hits
 
     @property
+    def route_limit_hits(self) -> int:
+        """How many requests were answered with a route 429 (always 0 without ``route_rate_limits``)."""
+        return self._rest.route_limits.hits if self._rest.route_limits is not None else 0
+
+    @property
     def unhandled(self) -> list[RecordedRequest]:
         """Requests for paths/methods the fake does not serve (answered 404/405)."""
         return self._rest.unhandled
@@ -295,13 +310,7 @@ class FakeDiscord:
 
     def max_edits_within(self, window: float, channel_id: int | str, message_id: int | str | None = None) -> int:
         """The most edits that landed within any ``window`` seconds (for throttling checks)."""
-        times = self.edit_times(channel_id, message_id)
-        start, best = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return most_within(self.edit_times(channel_id, message_id), window)
 
     def typing_in(self, channel_id: int | str) -> list[float]:
         """``time.monotonic()`` of every typing indicator the bot triggered in the channel."""
@@ -676,6 +685,16 @@ class FakeDiscord:
     async def _flush(self, written: list[asyncio.Future[None]]) -> None:
         if written:
             await asyncio.wait_for(asyncio.gather(*written), _DISPATCH_TIMEOUT)
+
+
+def most_within(times: list[float], window: float) -> int:
+    """The most of ``times`` (in order) that fall within any ``window`` seconds."""
+    start, best = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def _find_component(components: list[Any], custom_id: str) -> dict[str, Any] | None:

@@ -3,9 +3,10 @@
 A placeholder appears at once with the queue position, then is edited as text arrives.
 Edits are throttled with asyncio-throttle: at most one per second per reply and at most
 five per five seconds per channel (Discord's edit budget). The last edit always carries
-the whole text. Past 2000 characters the reply continues in new messages, split without
-breaking code fences; the buttons sit on the last message. Nothing the model writes can
-mention anyone.
+the whole text. The placeholder and the last edit are what a person waits for: under the
+bot's global pace they go ahead of streaming edits (:func:`urgent_requests`). Past 2000
+characters the reply continues in new messages, split without breaking code fences; the
+buttons sit on the last message. Nothing the model writes can mention anyone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from asyncio_throttle import Throttler
 from bot.core.chat import Reply
 from bot.core.sanitize import is_blank
 from bot.errors import BotError
+from bot.frontends.discord.app.ratelimit import urgent_requests
 from bot.frontends.discord.ui.splitting import split_message
 
 _log = logging.getLogger(__name__)
@@ -132,7 +134,8 @@ class ReplyRenderer:
 
     async def start(self, reply: Reply) -> None:
         """Post (or reuse) the placeholder showing the queue position."""
-        await self._sync(queued_text(reply.position), force=True)
+        with urgent_requests():
+            await self._sync(queued_text(reply.position), force=True)
         self._queue_shown_at = time.monotonic()
 
     def stop(self, mark: str = STOPPED_MARK) -> None:
@@ -177,7 +180,8 @@ class ReplyRenderer:
         """The last edit: the whole text (marked if stopped or failed) and the buttons of a finished reply."""
         self._streaming = False
         if self._reply is not None and not self.gone:
-            await self._sync(self._display(self._reply), force=True)
+            with urgent_requests():
+                await self._sync(self._display(self._reply), force=True)
 
     async def _consume(self, reply: Reply) -> None:
         async for _ in reply.deltas():
