@@ -344,7 +344,7 @@ def choose_decoder(
     if preference == "auto" and loaded.device.type != "cuda":
         # Measured on the build machine's CPU (docs/performance.md): compiling takes minutes at every start
         # there, more than the compiled step saves a small bot; `compile = true` opts in (and measures).
-        _log.info('Decoding eagerly on the CPU (compile = "auto"); set compile = true to use the compiled step')
+        _log.debug('Decoding eagerly on the CPU (compile = "auto"); set compile = true to use the compiled step')
         return None
     decoder = CompiledDecoder(
         loaded.model, cache_argument=cache_argument, mode=default_mode(loaded.device), backend=backend
