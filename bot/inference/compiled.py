@@ -9,12 +9,21 @@ Shapes are bucketed so that graphs are few: the batch is padded up to a power of
 rows write into free storage rows, which :meth:`SlotCache.open` zeroes before reuse, and their logits are
 dropped), and the pass attends over the whole storage width of the :class:`~bot.inference.slots.SlotCache`,
 which grows in 256-token blocks, with a mask that hides each row's columns past its length. Every graph
-compiled is counted (:attr:`CompiledDecoder.compiles`) and logged.
+compiled is counted (:attr:`CompiledDecoder.compiles`).
 
-Only the decode step is compiled; prefill (many tokens, many lengths) stays eager. A step the compiled path
-cannot take (rows scattered in the storage after a failed compaction, a model that is not a plain
-``*ForCausalLM``) returns ``None`` and the worker runs it eagerly; a compiler failure switches the compiled
-path off for good with one log line, so no request ever fails because of the compiler.
+When it compiles: every bucket, at start-up, before the worker serves (:func:`choose_decoder`, one log line
+per bucket with its compile time and its step time against the eager step's), and never after. Dynamo holds
+a process-wide "compiling" flag for the whole of a compile, so a compile beside a running eager step makes
+that step take compile-only paths: with transformers 5.25 the step then fills the ``kernels`` package's
+global ``_ACTIVE_KERNEL_FUNCS`` with a dict, and dynamo's guard on that global fails (issue 20). Compiles are
+therefore serialized process-wide and never overlap a forward pass; serving steps use the cached graphs only
+(``torch._dynamo.run``), so a guard that stops matching runs that step eagerly instead of recompiling.
+
+Failing safe: only the decode step is compiled; prefill (many tokens, many lengths) stays eager. A step the
+compiled path cannot take (rows scattered in the storage after a failed compaction) returns ``None`` and the
+worker runs it eagerly. Any exception while compiling a bucket, running its graph, or a guard that no longer
+matches, turns that bucket (only) eager for good with one log line naming the error; a bucket whose compiled
+step measured slower than the eager one at start-up stays eager too. No request fails because of the compiler.
 """
 
 from __future__ import annotations
@@ -110,18 +119,32 @@ def _decode_forward(
     return logits
 
 
-class CompiledDecoder:
-    """Runs decode steps of one model through ``torch.compile``, with bucketed shapes and counted compiles."""
+_COMPILING = threading.RLock()
+"""Held for each compile and start-up probe: dynamo's "compiling" flag is process-wide (see the module docstring)."""
+_graph_ran = threading.local()
+"""Set by every compiled graph as it runs: a cached-only call that leaves it unset ran eagerly (a guard missed)."""
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        cache_argument: str,
-        mode: str = "default",
-        backend: str = "inductor",
-        background: bool = True,
-    ) -> None:
+Entry = Callable[..., torch.Tensor]
+
+
+def _dynamo_entries(function: Callable[..., torch.Tensor], backend: Callable[..., Any]) -> tuple[Entry, Entry]:
+    """``function`` through dynamo: an entry that compiles a graph for each new shape, and one that never compiles.
+
+    The second runs a cached graph whose guards match, else ``function`` itself, eagerly.
+    """
+    compiling: Entry = torch.compile(function, backend=backend, fullgraph=True, dynamic=None)
+    cached: Entry = torch._dynamo.run(function)
+    return compiling, cached
+
+
+class CompiledDecoder:
+    """Runs decode steps of one model through ``torch.compile``, with bucketed shapes and counted compiles.
+
+    Buckets are compiled with :meth:`compile` (at start-up, by :func:`choose_decoder`); :meth:`step` serves the
+    buckets in :attr:`ready` from their cached graphs and leaves every other step to the eager path.
+    """
+
+    def __init__(self, model: Any, *, cache_argument: str, mode: str = "default", backend: str = "inductor") -> None:
         if mode not in MODES:
             raise ValueError(f"unknown compile mode {mode!r}; one of {', '.join(MODES)}")
         self.model = model
@@ -129,37 +152,39 @@ class CompiledDecoder:
         self.backend = backend
         self.cache_argument = cache_argument
         self.compiles = 0
-        """Graphs compiled so far (the first one included): each is a recompile after the first."""
+        """Graphs compiled so far: dynamo makes the batch dimension dynamic after the second bucket, so later
+        buckets usually reuse that graph."""
         self.compile_seconds = 0.0
         """Time spent compiling (tracing plus code generation) so far."""
-        self.failed: str | None = None
-        """Why the compiled path was switched off (then every step is eager), else ``None``."""
-        self.background = background
-        """Compile a new batch bucket in a helper thread while eager steps serve (else: in the step, blocking)."""
         self.ready: set[int] = set()
-        """Batch buckets whose graph is compiled."""
-        self._compiling: threading.Thread | None = None
-        self._tracing_rows = 0  # the bucket being run, for the compile log line
-        self._lock = threading.Lock()
+        """Batch buckets whose steps run through their compiled graph."""
+        self.eager: dict[int, str] = {}
+        """Batch buckets that decode eagerly, with why (the error, or "not faster here")."""
+        self.off: str | None = None
+        """Why the compiled path is off altogether: the code generator itself failed (e.g. no C++ compiler)."""
         self.steps = 0
-        """Decode steps that went through the compiled graph."""
+        """Decode steps that went through a compiled graph."""
         # Dynamo keeps its graphs (and its recompile limit, 8) per code object: a private copy of the function's
         # code gives each decoder (each model variant) its own, instead of sharing one limit between them.
         own = types.FunctionType(_decode_forward.__code__.replace(), _decode_forward.__globals__, "decode_step")
-        self._compiled: Callable[..., torch.Tensor] = torch.compile(
-            own, backend=self._compile_graph, fullgraph=True, dynamic=None
-        )
+        self._compiling, self._cached = _dynamo_entries(own, self._compile_graph)
 
     @property
     def active(self) -> bool:
-        """Whether steps still go through the compiled path."""
-        return self.failed is None
+        """Whether any bucket's steps go through a compiled graph."""
+        return bool(self.ready)
+
+    @property
+    def failed(self) -> str | None:
+        """Why no bucket is compiled (then every step is eager), else ``None``."""
+        if self.off is not None:
+            return self.off
+        if self.ready or not self.eager:
+            return None
+        return "; ".join(f"batch bucket {rows}: {why}" for rows, why in sorted(self.eager.items()))
 
     def _compile_graph(self, graph: torch.fx.GraphModule, inputs: list[Any]) -> Callable[..., Any]:
-        """The dynamo backend: count and time each graph, then hand it to inductor (or ``self.backend``)."""
-        with self._lock:
-            self.compiles += 1
-            count = self.compiles
+        """The dynamo backend: count and time each graph, hand it to inductor (or ``self.backend``), mark its runs."""
         started = time.perf_counter()
         if self.backend == "inductor":
             from torch._inductor import list_mode_options
@@ -168,100 +193,104 @@ class CompiledDecoder:
             compiled: Callable[..., Any] = compile_fx(graph, inputs, config_patches=list_mode_options(self.mode))  # type: ignore[assignment]
         else:
             compiled = _backend(self.backend)(graph, inputs)
-        _log.info(
-            "Compiled decode graph %d (%s, %s) for batch bucket %d in %.1f s",
-            count,
-            self.backend,
-            self.mode,
-            self._tracing_rows,
-            time.perf_counter() - started,
-        )
+        self.compiles += 1
         self.compile_seconds += time.perf_counter() - started
-        return compiled
+
+        def run(*args: Any) -> Any:
+            _graph_ran.value = True
+            return compiled(*args)
+
+        if getattr(compiled, "_boxed_call", False):  # inductor takes its inputs as one list: keep that convention
+            run._boxed_call = True  # type: ignore[attr-defined]
+        return run
+
+    def compile(self, slots: SlotCache, positions: Sequence[int], tokens: Sequence[int]) -> bool:
+        """Compile (or reuse) the graph of the bucket of ``positions`` with one step of theirs; whether it worked.
+
+        The step is real: it writes the rows' next column, as :meth:`step` does (the slot lengths stay as they
+        are). Any exception makes the bucket eager (:attr:`eager`), with one log line, and returns ``False``.
+        """
+        live = len(positions)
+        rows = batch_bucket(live, slots.rows)
+        storage = _storage_for_step(slots, max(slots.lengths[:live]) + 1) if slots.contiguous else None
+        if list(positions) != list(range(live)) or storage is None:
+            raise ValueError("compile a bucket with a prefilled, contiguous batch")
+        try:
+            with _COMPILING:
+                self._call(self._compiling, rows, tokens, slots, storage)
+        except Exception as error:  # whatever the compiler raises (dynamo's own asserts included): eager, not down
+            if type(error).__name__ == "BackendCompilerFailed":  # the code generator: every bucket would fail alike
+                self.off = _name(error)
+                _log.warning("The decode step cannot be compiled here (%s); decoding eagerly", self.off)
+                self.ready.clear()
+                return False
+            self._to_eager(rows, _name(error))
+            return False
+        self.ready.add(rows)
+        return True
 
     def step(self, slots: SlotCache, positions: Sequence[int], tokens: Sequence[int]) -> torch.Tensor | None:
         """Logits for one decode step of the rows at ``positions`` (feeding ``tokens``), or ``None``: run it eagerly.
 
-        ``None`` when the compiled path is off, or the rows are not storage rows ``0 .. n - 1`` in order (the
-        bucketed graph reads a plain prefix of the storage). The slot lengths are not advanced here.
+        ``None`` when the rows' bucket has no compiled graph, or the rows are not storage rows ``0 .. n - 1`` in
+        order (the bucketed graph reads a plain prefix of the storage). The slot lengths are not advanced here.
+        Never compiles: a graph whose guards no longer match runs eagerly, once, and its bucket stays eager.
         """
-        if self.failed is not None or list(positions) != list(range(len(positions))) or not slots.contiguous:
-            return None
         live = len(positions)
+        rows = batch_bucket(live, slots.rows) if live else 0
+        if rows not in self.ready or list(positions) != list(range(live)) or not slots.contiguous:
+            return None
         storage = _storage_for_step(slots, max(slots.lengths[:live]) + 1)
         if storage is None:
             return None
-        rows = batch_bucket(live, slots.rows)
-        if rows not in self.ready and self.background:
-            # A compile takes about a minute on a small CPU: the batch must not stall for it. Eager steps serve
-            # meanwhile; the graph is made from scratch storage of the same shape.
-            self._compile_soon(rows, storage)
+        _graph_ran.value = False
+        try:
+            logits = self._call(self._cached, rows, tokens, slots, storage)
+        except Exception as error:  # a failing graph: this step and the bucket's later ones run eagerly
+            self._to_eager(rows, _name(error))
             return None
-        keys, values = storage
-        lengths = [slots.lengths[p] for p in positions] + [0] * (rows - live)  # dummy rows: column 0 of free rows
-        logits = self._run(rows, list(tokens) + [0] * (rows - live), lengths, keys, values)
-        if logits is None:
-            return None
-        self.ready.add(rows)
+        if not getattr(_graph_ran, "value", False):
+            # The step ran eagerly inside dynamo (its logits are right); later ones take the worker's eager path.
+            self._to_eager(rows, "its graph's guards no longer match (dynamo would recompile)")
+            return logits
         self.steps += 1
-        return logits[:live]
+        return logits
 
-    def _compile_soon(self, rows: int, storage: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
-        with self._lock:
-            if self._compiling is not None and self._compiling.is_alive():
-                return
-            like = _Shapes(storage)
-            self._compiling = threading.Thread(
-                target=self._compile_bucket, args=(rows, like), name=f"compile-decode-{rows}", daemon=True
-            )
-            self._compiling.start()
-
-    def _compile_bucket(self, rows: int, like: _Shapes) -> None:
-        with torch.inference_mode():
-            keys, values = like.scratch()
-            if self._run(rows, [0] * rows, [0] * rows, keys, values) is not None:
-                self.ready.add(rows)
-
-    def _run(
-        self, rows: int, tokens: list[int], lengths: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]
-    ) -> torch.Tensor | None:
-        """One pass of the compiled graph for ``rows`` rows; ``None`` if the compiler failed (then it is off)."""
+    def _call(
+        self,
+        entry: Entry,
+        rows: int,
+        tokens: Sequence[int],
+        slots: SlotCache,
+        storage: tuple[list[torch.Tensor], list[torch.Tensor]],
+    ) -> torch.Tensor:
+        """One pass of ``entry`` for the live rows (one per token) padded to ``rows``; the live rows' logits."""
+        live = len(tokens)
+        keys, values = storage
         device = keys[0].device
         for tensor in (*keys, *values):
             # One graph for every width (the storage grows in 256-token blocks up to the context length), not one
             # per block: on a CPU a compile costs a minute. The batch dimension stays static (bucketed).
             torch._dynamo.maybe_mark_dynamic(tensor, 2)
-        token_tensor = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]
+        lengths = list(slots.lengths[:live]) + [0] * (rows - live)  # dummy rows: column 0 of free rows
+        token_tensor = torch.tensor(list(tokens) + [0] * (rows - live), dtype=torch.long, device=device)[:, None]
         position_tensor = torch.tensor(lengths, dtype=torch.long, device=device)
-        self._tracing_rows = rows
-        try:
-            return self._compiled(self.model, self.cache_argument, token_tensor, position_tensor, (keys, values))
-        except Exception as error:  # anything the compiler raises: never fail a request for it
-            if not _is_compiler_error(error):
-                raise
-            cause: BaseException = error
-            while (inner := getattr(cause, "inner_exception", None) or cause.__cause__) is not None:
-                cause = inner  # dynamo wraps the backend's own error: name that one
-            lines = str(cause).strip().splitlines()
-            self.failed = f"{type(cause).__name__}: {lines[0] if lines else ''}"
-            _log.warning("The compiled decode step failed (%s); decoding eagerly from now on", self.failed)
-            return None
+        logits = entry(self.model, self.cache_argument, token_tensor, position_tensor, (keys, values))
+        return logits[:live]
+
+    def _to_eager(self, rows: int, why: str) -> None:
+        self.ready.discard(rows)
+        self.eager[rows] = why
+        _log.warning("The compiled decode step failed at batch bucket %d (%s); that bucket decodes eagerly", rows, why)
 
 
-class _Shapes:
-    """The shapes, dtype and device of a storage, to compile a graph on a scratch copy in another thread."""
-
-    def __init__(self, storage: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
-        keys, values = storage
-        self.keys = [(t.shape[0], t.shape[1], t.shape[3], t.dtype, t.device) for t in keys]
-        self.values = [(t.shape[0], t.shape[1], t.shape[3], t.dtype, t.device) for t in values]
-        self.width = int(keys[0].shape[2])
-
-    def scratch(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return tuple(  # type: ignore[return-value]
-            [torch.zeros((r, h, self.width, d), dtype=dt, device=dv) for r, h, d, dt, dv in kind]
-            for kind in (self.keys, self.values)
-        )
+def _name(error: BaseException) -> str:
+    """``Type: first line`` of the innermost cause: dynamo wraps the backend's own error, which is the one to name."""
+    cause = error
+    while (inner := getattr(cause, "inner_exception", None) or cause.__cause__) is not None:
+        cause = inner
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _storage_for_step(slots: SlotCache, width: int) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
@@ -285,16 +314,18 @@ def _backend(name: str) -> Callable[..., Any]:
     return lookup_backend(name)
 
 
-def _is_compiler_error(error: BaseException) -> bool:
-    """Whether ``error`` comes from dynamo or inductor (not from the model's own arithmetic, e.g. out of memory)."""
-    module = type(error).__module__
-    return module.startswith(("torch._dynamo", "torch._inductor")) or "BackendCompilerFailed" in type(error).__name__
+def buckets(limit: int) -> list[int]:
+    """Every batch bucket of a ``limit``-row storage: 1, 2, 4, ... and ``limit`` itself."""
+    return sorted({batch_bucket(rows, limit) for rows in range(1, limit + 1)})
 
 
+PROBE_PROMPT = 16
+"""Tokens of the dummy sequences the start-up probe prefills."""
 PROBE_STEPS = 6
 """Decode steps timed each way by the start-up probe (after one untimed step)."""
-PROBE_MARGIN = 0.9
-"""``auto`` keeps the compiled step only if it takes at most this fraction of the eager step's time."""
+KEEP_AT_MOST = {True: 1.0, "auto": 0.9}
+"""A bucket keeps its compiled step only if that takes at most this fraction of the eager step's time: with
+``compile = true``, never slower than eager; with ``"auto"``, clearly faster."""
 
 
 def choose_decoder(
@@ -302,88 +333,109 @@ def choose_decoder(
 ) -> CompiledDecoder | None:
     """The compiled decode step ``[inference] compile`` asks for, or ``None`` for eager steps.
 
-    ``True`` and ``"auto"`` both compile batch bucket 1 now (so the first reply does not wait for the compiler)
-    and time it against the eager step on a short dummy sequence; ``"auto"`` keeps it only if it measured
-    faster here, since whether it pays depends on the machine (the CPU, its load, the model). The probe uses
-    ``slots`` (empty before the worker serves) and leaves it empty.
+    ``True`` and ``"auto"`` (on CUDA) both compile every batch bucket of ``slots`` now, before the worker serves,
+    and time each bucket's compiled step against the eager one on dummy sequences; a bucket keeps its graph only
+    if it measured no slower (``True``) or clearly faster (``"auto"``) here, since whether it pays depends on the
+    machine (the CPU, its load, the model, the batch). One log line per bucket. The probe uses ``slots`` (empty
+    before the worker serves) and leaves it empty.
     """
     if preference is False:
         return None
     if preference == "auto" and loaded.device.type != "cuda":
         # Measured on the build machine's CPU (docs/performance.md): compiling takes minutes at every start
         # there, more than the compiled step saves a small bot; `compile = true` opts in (and measures).
-        _log.info('Decoding eagerly on the CPU (compile = "auto"); set compile = true to use the compiled step')
+        _log.debug('Decoding eagerly on the CPU (compile = "auto"); set compile = true to use the compiled step')
         return None
     decoder = CompiledDecoder(
         loaded.model, cache_argument=cache_argument, mode=default_mode(loaded.device), backend=backend
     )
     started = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            eager_s, compiled_s = _probe(decoder, loaded, slots, cache_argument)
-    except Exception as error:  # the probe is advisory: serve eagerly rather than not at all
-        _log.warning("Could not measure the compiled decode step (%r); decoding eagerly", error)
-        return None
-    finally:
-        slots.clear()
-    if decoder.failed is not None or compiled_s is None:
-        return None
-    verdict = "on" if preference is True or compiled_s <= eager_s * PROBE_MARGIN else "off (not faster here)"
     _log.info(
-        "Compiled decode step (%s, %s): %.1f ms vs %.1f ms eager at batch 1; probe took %.0f s; compile %s",
+        "Compiling the decode step (%s, %s) for batch buckets %s before serving; this takes minutes on a CPU",
         decoder.backend,
         decoder.mode,
-        compiled_s * 1000,
-        eager_s * 1000,
-        time.perf_counter() - started,
-        verdict,
+        ", ".join(map(str, buckets(slots.rows))),
     )
-    return decoder if verdict == "on" else None
+    for rows in buckets(slots.rows):
+        if decoder.off is not None:
+            break
+        compiles, begun = decoder.compiles, time.perf_counter()
+        try:
+            with _COMPILING, torch.inference_mode():
+                timing = _probe(decoder, loaded, slots, rows)
+        except Exception as error:  # the probe's own eager steps failed: this bucket stays eager, the bot serves
+            decoder._to_eager(rows, _name(error))
+            continue
+        finally:
+            slots.clear()
+        if timing is None:
+            continue  # the compile or the step failed, and said why
+        compiled_s, eager_s = timing
+        kept = compiled_s <= eager_s * KEEP_AT_MOST[preference]
+        _log.info(
+            "Decode step, batch bucket %d: compiled in %.1f s (%s); %.1f ms vs %.1f ms eager: %s",
+            rows,
+            time.perf_counter() - begun,
+            f"graph {decoder.compiles}" if decoder.compiles > compiles else "no new graph",
+            compiled_s * 1000,
+            eager_s * 1000,
+            "compiled" if kept else "eager (not faster here)",
+        )
+        if not kept:
+            decoder.ready.discard(rows)
+            decoder.eager[rows] = f"not faster here ({compiled_s * 1000:.1f} ms vs {eager_s * 1000:.1f} ms eager)"
+    _log.info(
+        "Compiled decode step (%s, %s): graphs for batch buckets %s, eager for %s; %d graph(s), start-up took %.0f s",
+        decoder.backend,
+        decoder.mode,
+        ", ".join(map(str, sorted(decoder.ready))) or "none",
+        ", ".join(map(str, sorted(decoder.eager))) or "none",
+        decoder.compiles,
+        time.perf_counter() - started,
+    )
+    return decoder if decoder.active else None
 
 
-def _probe(decoder: CompiledDecoder, loaded: Any, slots: SlotCache, cache_argument: str) -> tuple[float, float | None]:
-    """Median seconds of a batch-1 decode step, eager and compiled (``None``: the compiler failed)."""
+def _probe(decoder: CompiledDecoder, loaded: Any, slots: SlotCache, rows: int) -> tuple[float, float] | None:
+    """Compile bucket ``rows``, then median seconds of its step compiled and eager; ``None`` if it failed."""
     device = loaded.device
     model = loaded.model
-    prompt = 16
-    positions = list(slots.open(1))
-    ids = torch.ones((1, prompt), dtype=torch.long, device=device)
+    positions = list(slots.open(rows))
+    ids = torch.ones((rows, PROBE_PROMPT), dtype=torch.long, device=device)
     model(
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
-        position_ids=torch.arange(prompt, device=device)[None, :],
+        position_ids=torch.arange(PROBE_PROMPT, device=device).expand(rows, -1),
         use_cache=True,
-        **{cache_argument: slots.cache_for(positions, prompt)},
+        **{decoder.cache_argument: slots.cache_for(positions, PROBE_PROMPT)},
     )
-    slots.extend(positions, [prompt])
+    slots.extend(positions, [PROBE_PROMPT] * rows)
+    tokens = [1] * rows
 
-    def eager() -> None:
-        length = torch.tensor([slots.lengths[0]], device=device)
+    def eager() -> None:  # the worker's eager step; steps overwrite the same column: the rows never grow
+        lengths = torch.tensor(slots.lengths[:rows], device=device)
         model(
-            input_ids=torch.ones((1, 1), dtype=torch.long, device=device),
-            attention_mask=(torch.arange(slots.lengths[0] + 1, device=device)[None, :] <= length[:, None]).long(),
-            position_ids=length[:, None],
+            input_ids=torch.ones((rows, 1), dtype=torch.long, device=device),
+            attention_mask=(torch.arange(PROBE_PROMPT + 1, device=device)[None, :] <= lengths[:, None]).long(),
+            position_ids=lengths[:, None],
             use_cache=True,
-            **{cache_argument: slots.cache_for(positions, 1)},
+            **{decoder.cache_argument: slots.cache_for(positions, 1)},
         )
 
-    background, decoder.background = decoder.background, False  # compile bucket 1 here, now
-    try:
-        if decoder.step(slots, positions, [1]) is None:
-            return _median(eager, slots.lengths), None
-    finally:
-        decoder.background = background
-    compiled_s = _median(lambda: decoder.step(slots, positions, [1]), slots.lengths)
-    return _median(eager, slots.lengths), compiled_s
+    if not decoder.compile(slots, positions, tokens):
+        return None
+    compiled_s = _median(lambda: decoder.step(slots, positions, tokens))
+    if rows not in decoder.ready:
+        return None  # a step failed or fell back, and said why
+    return compiled_s, _median(eager)
 
 
-def _median(step: Callable[[], object], lengths: list[int]) -> float:
-    """Median time of ``PROBE_STEPS`` calls of ``step`` after one untimed call (each keeps the length as it is)."""
+def _median(step: Callable[[], object]) -> float:
+    """Median time of ``PROBE_STEPS`` calls of ``step`` after one untimed call."""
     step()
     times = []
     for _ in range(PROBE_STEPS):
         begun = time.perf_counter()
         step()
         times.append(time.perf_counter() - begun)
-    del lengths  # steps overwrite the same column: the probe's row never grows
     return sorted(times)[len(times) // 2]
