@@ -147,7 +147,7 @@ async def _run(args: argparse.Namespace) -> int:
     from bot.core.chat import ChatService
     from bot.core.engine import Engine
     from bot.frontends.discord.app.endpoints import configure_endpoints
-    from bot.frontends.discord.app.runner import check_token, read_token, run_bot
+    from bot.frontends.discord.app.runner import check_token, freeze_startup_objects, read_token, run_bot
     from bot.health import health_path
     from bot.metrics import serve_metrics
     from bot.store import Store
@@ -162,6 +162,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         async with await Store.open(config.storage.path) as store, serve_metrics(engine, config.metrics) as metrics:
             chat = ChatService(store, engine, config.generation, history_limit=config.storage.history_messages)
+            freeze_startup_objects()
             return await run_bot(
                 chat, config.discord, token, metrics=metrics,
                 health_file=health_path(config), health_interval=config.health.interval_seconds,

@@ -175,8 +175,9 @@ async def _measure(
 
     Returns the bot's figures, the loop lag under load and while idle before it, and the fakes' report.
     """
-    from bot.frontends.discord.app.runner import run_bot
+    from bot.frontends.discord.app.runner import freeze_startup_objects, run_bot
 
+    freeze_startup_objects()  # as python -m bot run does
     stop = asyncio.Event()
     bot = asyncio.create_task(run_bot(chat, config.discord, token, stop=stop, guild_ready_timeout=0.05))
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,14 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def endpoints_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The load test points discord.py at its fake Discord; put the endpoints back afterwards."""
+def endpoints_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The load test points discord.py at its fake Discord and freezes start-up's objects, as the bot does;
+    put the endpoints back and the test process's objects back in the collector's reach afterwards."""
     monkeypatch.setattr(Route, "BASE", Route.BASE)
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
     monkeypatch.setattr(HTTPClient, "get_bot_gateway", HTTPClient.get_bot_gateway)
+    yield
+    gc.unfreeze()
 
 
 async def test_five_conversations_are_each_answered_once_within_discords_limits(
